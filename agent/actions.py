@@ -53,6 +53,14 @@ def _check_number(value: Any) -> float:
     return float(value)
 
 
+def _compact(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_compact(item) for item in value]
+    return value
+
+
 def _show(value: Any) -> str:
     try:
         return json.dumps(value, allow_nan=True)
@@ -79,8 +87,10 @@ class _Action(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     def arguments(self) -> dict[str, Any]:
-        """Return the arguments as the model writes them, coordinates as lists."""
-        return self.model_dump(mode="json", exclude_none=True)
+        """Return the arguments as the model writes them: `action` first, whole numbers as ints."""
+        dumped = self.model_dump(mode="json", exclude_none=True)
+        ordered = {"action": dumped.pop("action"), **dumped}
+        return {key: _compact(value) for key, value in ordered.items()}
 
 
 class Key(_Action):

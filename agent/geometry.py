@@ -64,12 +64,14 @@ class ScreenGeometry:
             raise GeometryError(f"origin ({self.origin_x}, {self.origin_y}) is invalid; use finite numbers")
 
     @property
-    def width_points(self) -> float:
-        return self.width / self.scale
+    def width_points(self) -> int:
+        """Whole input points the screenshot covers horizontally, a partial last point included."""
+        return _point_count(self.width, self.scale)
 
     @property
-    def height_points(self) -> float:
-        return self.height / self.scale
+    def height_points(self) -> int:
+        """Whole input points the screenshot covers vertically, a partial last point included."""
+        return _point_count(self.height, self.scale)
 
     # Grid -> screenshot pixels -> input points.
 
@@ -134,6 +136,12 @@ class ScreenGeometry:
 
     def describe(self) -> str:
         return f"{self.width}x{self.height} px, scale {self.scale:g}, origin ({self.origin_x:g}, {self.origin_y:g})"
+
+
+def _point_count(pixels: int, scale: float) -> int:
+    # At a fractional scale such as 1.25 a 1366-pixel screenshot covers 1092.8 points,
+    # so point 1092 is still partly on the image.
+    return max(1, math.ceil(pixels / scale - 1e-9))
 
 
 def _span(size: float) -> float:

@@ -1,0 +1,9 @@
+"""`agent replay` (being written)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    subparsers.add_parser("replay", help="(not available yet)")

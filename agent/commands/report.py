@@ -1,0 +1,9 @@
+"""`agent report` (being written)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    subparsers.add_parser("report", help="(not available yet)")

@@ -1,0 +1,9 @@
+"""`agent run` (being written)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    subparsers.add_parser("run", help="(not available yet)")

@@ -1,0 +1,235 @@
+"""Turn one raw model reply into reasoning plus at most one validated action.
+
+The reply format is Qwen3-VL's: optional reasoning closed by `</think>` (the
+Thinking model's prompt already opened `<think>`, so the reply often holds only
+the closing tag), optional free text, then `<tool_call>{json}</tool_call>` blocks
+each holding `{"name": "computer_use", "arguments": {...}}`.
+
+Rules:
+
+- Reasoning ends at the first `</think>`. A tool call inside it is never an action.
+- When the prompt opened `<think>` (or the reply opens it) and no `</think>` follows,
+  the reply was cut off inside the reasoning: status `truncated`, nothing runs.
+- Each tool-call block is decoded on its own, so one bad block cannot lose a good one.
+  The first valid block runs; the rest are reported in `dropped`.
+- JSON is decoded from the start of a value to its end (`json.JSONDecoder.raw_decode`),
+  so text after it does not matter. Fenced and untagged JSON are accepted when the
+  reply holds no `<tool_call>` tag.
+- Nothing in a reply is evaluated as code: `json` is the only decoder.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.actions import TOOL_NAME, Action, parse_action
+from agent.errors import InvalidReplyError
+
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+CALL_OPEN = "<tool_call>"
+CALL_CLOSE = "</tool_call>"
+
+_FENCE = re.compile(r"```(?:json|JSON|tool_call)?\s*\n?(.*?)(?:```|$)", re.DOTALL)
+_DECODER = json.JSONDecoder()
+
+
+class ReplyStatus(enum.StrEnum):
+    OK = "ok"
+    NO_ACTION = "no_action"
+    TRUNCATED = "truncated"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class DroppedBlock:
+    """A tool-call block that did not run, with the reason."""
+
+    text: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ParsedReply:
+    """The result of parsing one reply. `action` is set exactly when `status` is OK."""
+
+    status: ReplyStatus
+    thinking: str = ""
+    # The visible text after the reasoning, tool calls included.
+    content: str = ""
+    action: Action | None = None
+    dropped: tuple[DroppedBlock, ...] = ()
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is ReplyStatus.OK
+
+
+@dataclass
+class _Candidate:
+    text: str
+    complete: bool = True
+    reasons: list[str] = field(default_factory=list)
+
+
+def parse_reply(text: str, *, thinking_opened: bool = False) -> ParsedReply:
+    """Parse one raw reply.
+
+    `thinking_opened` tells the parser that the prompt ended with `<think>`, as the
+    Thinking model's chat template does, so a reply with no `</think>` is truncated.
+    """
+    thinking, content, closed = split_reasoning(text, thinking_opened=thinking_opened)
+    dropped = [
+        DroppedBlock(block.text, "a tool call inside the reasoning is not an action")
+        for block in _tagged_blocks(thinking)
+    ]
+    if not closed:
+        error = "the reply was cut off inside the reasoning before any action; finish thinking sooner"
+        return ParsedReply(ReplyStatus.TRUNCATED, thinking, "", None, tuple(dropped), error)
+
+    action: Action | None = None
+    errors: list[str] = []
+    truncated = False
+    for block in _content_blocks(content):
+        try:
+            parsed = _parse_block(block)
+        except InvalidReplyError as exc:
+            dropped.append(DroppedBlock(block.text, str(exc)))
+            if block.complete:
+                errors.append(str(exc))
+            else:
+                truncated = True
+            continue
+        if action is None:
+            action = parsed
+        else:
+            dropped.append(DroppedBlock(block.text, "only the first action runs; one action per step"))
+
+    if action is not None:
+        return ParsedReply(ReplyStatus.OK, thinking, content, action, tuple(dropped))
+    if errors:
+        return ParsedReply(ReplyStatus.INVALID, thinking, content, None, tuple(dropped), errors[0])
+    if truncated:
+        error = "the tool call was cut off before its JSON ended; write the whole call"
+        return ParsedReply(ReplyStatus.TRUNCATED, thinking, content, None, tuple(dropped), error)
+    error = (
+        f'the reply has no action; answer with <tool_call>{{"name": "{TOOL_NAME}", '
+        '"arguments": {"action": ...}}</tool_call>'
+    )
+    return ParsedReply(ReplyStatus.NO_ACTION, thinking, content, None, tuple(dropped), error)
+
+
+def split_reasoning(text: str, *, thinking_opened: bool = False) -> tuple[str, str, bool]:
+    """Split a reply into (reasoning, content, reasoning_closed)."""
+    head, sep, tail = text.partition(THINK_CLOSE)
+    if sep:
+        return _strip_open(head).strip(), tail.strip(), True
+    stripped = text.lstrip()
+    if thinking_opened or stripped.startswith(THINK_OPEN):
+        return _strip_open(text).strip(), "", False
+    return "", text.strip(), True
+
+
+def _strip_open(text: str) -> str:
+    before, sep, after = text.partition(THINK_OPEN)
+    return after if sep and not before.strip() else text
+
+
+def _tagged_blocks(text: str) -> list[_Candidate]:
+    blocks: list[_Candidate] = []
+    rest = text
+    while (start := rest.find(CALL_OPEN)) != -1:
+        rest = rest[start + len(CALL_OPEN) :]
+        end = rest.find(CALL_CLOSE)
+        next_open = rest.find(CALL_OPEN)
+        if end != -1 and (next_open == -1 or end < next_open):
+            blocks.append(_Candidate(rest[:end]))
+            rest = rest[end + len(CALL_CLOSE) :]
+        elif next_open != -1:
+            # An opening tag with no closing tag before the next block: judge it alone.
+            blocks.append(_Candidate(rest[:next_open]))
+            rest = rest[next_open:]
+        else:
+            blocks.append(_Candidate(rest, complete=_decodes_fully(rest)))
+            rest = ""
+    return blocks
+
+
+def _content_blocks(content: str) -> list[_Candidate]:
+    if CALL_OPEN in content:
+        return _tagged_blocks(content)
+    fenced = [_Candidate(match.group(1)) for match in _FENCE.finditer(content)]
+    if fenced:
+        return fenced
+    untagged = _untagged_json(content)
+    return [untagged] if untagged else []
+
+
+def _untagged_json(content: str) -> _Candidate | None:
+    """Find the first JSON object in free text that looks like a tool call or action."""
+    for match in re.finditer(r"\{", content):
+        try:
+            value, end = _DECODER.raw_decode(content, match.start())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict) and ("name" in value or "action" in value):
+            return _Candidate(content[match.start() : end])
+    brace = content.find("{")
+    if brace != -1 and re.search(r'"(name|action)"\s*:', content[brace:]):
+        return _Candidate(content[brace:], complete=False)
+    return None
+
+
+def _decodes_fully(text: str) -> bool:
+    start = text.find("{")
+    if start == -1:
+        return True
+    try:
+        _DECODER.raw_decode(text, start)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def _parse_block(block: _Candidate) -> Action:
+    value = _decode_json(block.text)
+    if not isinstance(value, dict):
+        raise InvalidReplyError(f"the tool call {_clip(block.text)} is not a JSON object")
+    if "name" not in value and "action" in value:
+        return parse_action(value)
+
+    name = value.get("name")
+    if name != TOOL_NAME:
+        raise InvalidReplyError(f"unknown tool {json.dumps(name)}; the only tool is {TOOL_NAME!r}")
+    arguments = value.get("arguments", value.get("parameters"))
+    if isinstance(arguments, str):
+        # Some servers and fine-tunes send the arguments as a JSON string.
+        arguments = _decode_json(arguments)
+    if arguments is None:
+        raise InvalidReplyError(f"the {TOOL_NAME} call has no 'arguments' object")
+    return parse_action(arguments)
+
+
+def _decode_json(text: str) -> Any:
+    fenced = _FENCE.search(text)
+    body = fenced.group(1) if fenced else text
+    start = body.find("{")
+    if start == -1:
+        raise InvalidReplyError(f"the tool call {_clip(text)} holds no JSON object")
+    try:
+        value, _ = _DECODER.raw_decode(body, start)
+    except json.JSONDecodeError as exc:
+        raise InvalidReplyError(
+            f"the tool call {_clip(text)} is not valid JSON ({exc.msg} at character {exc.pos - start})"
+        ) from exc
+    return value
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    flat = " ".join(text.split())
+    return json.dumps(flat if len(flat) <= limit else flat[: limit - 1] + "…")
