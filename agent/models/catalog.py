@@ -48,7 +48,9 @@ class FileSpec(_Entry):
     def _check_file(cls, value: str) -> str:
         # The name becomes a local path, so it must stay inside the model's directory.
         if not value or "/" in value or "\\" in value or value in (".", ".."):
-            raise ValueError(f"file name {value!r} is invalid; give a plain file name such as 'model.gguf'")
+            raise ValueError(
+                f"file name {value!r} is invalid; give a plain file name such as 'model.gguf'"
+            )
         return value
 
     @field_validator("sha256")
@@ -66,6 +68,8 @@ class CatalogModel(_Entry):
     name: str = ""
     title: str
     kind: Kind
+    # Parameter count as the model name writes it, such as "8B", for `agent models pull --size`.
+    parameters: str = ""
     repo: str
     revision: str = Field(min_length=1)
     default_quant: str
@@ -83,7 +87,8 @@ class CatalogModel(_Entry):
     def _check_default_quant(self) -> CatalogModel:
         if self.default_quant not in self.quants:
             raise ValueError(
-                f"default_quant {self.default_quant!r} is not one of the quants: {', '.join(self.quants)}"
+                f"default_quant {self.default_quant!r} is not one of the quants: "
+                f"{', '.join(self.quants)}"
             )
         return self
 
@@ -131,6 +136,17 @@ class Catalog:
         """Return the default model of a kind."""
         return self.model(self.default_instruct if kind == "instruct" else self.default_thinking)
 
+    def model_of_size(self, kind: Kind, parameters: str) -> CatalogModel:
+        """Return the first model of a kind with this parameter count, such as "4b" or "4B"."""
+        for entry in self.models.values():
+            if entry.kind == kind and entry.parameters.lower() == parameters.lower():
+                return entry
+        sizes = sorted({entry.parameters for entry in self.models.values() if entry.kind == kind})
+        raise ConfigError(
+            f"the model catalog has no {kind} model of size {parameters!r}; use one of: "
+            f"{', '.join(size for size in sizes if size)}"
+        )
+
 
 def builtin_catalog_path() -> Path:
     return Path(str(resources.files("agent.models").joinpath("catalog.toml")))
@@ -143,7 +159,7 @@ def user_catalog_path() -> Path:
 def load_catalog(extra: Path | None = None, *, user_file: Path | None = None) -> Catalog:
     """Load the built-in catalog, then merge the user file (if present) and `extra` over it.
 
-    `user_file` defaults to `user_catalog_path()`. `extra` must exist; the user file may not.
+    `user_file` defaults to `user_catalog_path()`. `extra` must exist, but the user file need not.
     Raises ConfigError naming the file for a missing file, bad TOML or an invalid entry.
     """
     user_file = user_file if user_file is not None else user_catalog_path()
@@ -159,7 +175,9 @@ def load_catalog(extra: Path | None = None, *, user_file: Path | None = None) ->
     defaults: dict[str, str] = {}
     for path in layers:
         layer = _read_layer(path)
-        models.update({name: entry.model_copy(update={"name": name}) for name, entry in layer.models.items()})
+        models.update(
+            {name: entry.model_copy(update={"name": name}) for name, entry in layer.models.items()}
+        )
         if layer.default_instruct:
             defaults["instruct"] = layer.default_instruct
         if layer.default_thinking:
@@ -198,12 +216,20 @@ def _describe(exc: ValidationError) -> str:
 
 
 def _check_defaults(catalog: Catalog) -> None:
-    for kind, name in (("instruct", catalog.default_instruct), ("thinking", catalog.default_thinking)):
+    for kind, name in (
+        ("instruct", catalog.default_instruct),
+        ("thinking", catalog.default_thinking),
+    ):
         sources = ", ".join(str(path) for path in catalog.sources)
         if not name:
             raise ConfigError(f"no default_{kind} model is set in the model catalog ({sources})")
         entry = catalog.models.get(name)
         if entry is None:
-            raise ConfigError(f"default_{kind} model {name!r} is not in the model catalog ({sources})")
+            raise ConfigError(
+                f"default_{kind} model {name!r} is not in the model catalog ({sources})"
+            )
         if entry.kind != kind:
-            raise ConfigError(f"default_{kind} model {name!r} has kind {entry.kind!r} in the model catalog ({sources})")
+            raise ConfigError(
+                f"default_{kind} model {name!r} has kind {entry.kind!r} in the model catalog "
+                f"({sources})"
+            )
