@@ -1,9 +1,89 @@
-"""`agent replay` (being written)."""
+"""`agent replay REC`: run a recording's model replies through the loop again.
+
+The executor starts as recorded, the recorded replies and approvals drive the loop,
+and the command reports the first step where the replay differs from the recording.
+For MiniWoB++ recordings it also prints the episode's raw reward.
+
+Exit codes: 0 the replay matched the recording, 1 it diverged, 2 the recording or an
+option is invalid.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from agent.cli import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE
+from agent.commands.run import read_secrets
+from agent.errors import AgentError, ConfigError, ExecutorError, RecordingError
+from agent.replay import ReplayResult, check_recording_path, replay_recording
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    subparsers.add_parser("replay", help="(not available yet)")
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "replay",
+        help="replay a recording against a live executor and report where it diverges",
+        description="Run the model replies of recording REC through the agent loop against an "
+        "executor started as recorded, and report the first step that differs.",
+    )
+    parser.add_argument(
+        "recording", type=Path, metavar="REC", help="recording directory written by `agent run`"
+    )
+    parser.add_argument(
+        "--record",
+        type=Path,
+        metavar="DIR",
+        help="write the replay's own recording to DIR (default: a temporary folder)",
+    )
+    parser.add_argument(
+        "--headed", action="store_true", help="show the browser window (needs an X display)"
+    )
+    parser.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="value of a recorded secret, read from the environment variable NAME or a prompt",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        recording = check_recording_path(args.recording)
+        secrets = read_secrets(args.secret) if args.secret else None
+    except (ConfigError, RecordingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    with tempfile.TemporaryDirectory(prefix="agent-replay-") as scratch:
+        record_dir = args.record or Path(scratch) / "replay"
+        try:
+            result = replay_recording(
+                recording, record_dir=record_dir, secrets=secrets, headless=not args.headed
+            )
+        except (ConfigError, RecordingError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except (ExecutorError, AgentError) as exc:
+            print(f"error: the replay could not start: {exc}", file=sys.stderr)
+            return EXIT_INCOMPLETE
+        print_result(result, keep=args.record is not None)
+    return EXIT_OK if result.matched else EXIT_INCOMPLETE
+
+
+def print_result(result: ReplayResult, *, keep: bool) -> None:
+    if result.divergence is None:
+        print(
+            f"Replay matched all {result.recorded_steps} recorded steps; "
+            f"the run ended with {result.outcome.status}."
+        )
+    else:
+        print(f"Replay diverged at {result.divergence.describe()}.")
+    if "raw_reward" in result.evaluation:
+        reward = result.evaluation["raw_reward"]
+        print(f"MiniWoB++ raw reward: {'not finished' if reward is None else f'{reward:g}'}")
+    if keep:
+        print(f"Replay recording: {result.record_dir}")

@@ -1,9 +1,554 @@
-"""`agent run` (being written)."""
+"""`agent run "TASK"`: carry out a task on a browser page or the desktop.
+
+The command turns its options into a `RunConfig` and calls `run_agent`. In an
+interactive terminal the TUI shows the run and asks for approvals; with `--no-tui`
+the run logs plain lines and asks for approvals on stdin.
+
+Exit codes: 0 the task succeeded (or was answered), 1 it did not complete (failure,
+a limit, stuck, invalid replies or an error during the run), 2 usage or
+configuration errors, 130 aborted.
+"""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+
+from agent.actions import describe_action, parse_action
+from agent.approval import POLICIES, ApprovalHook, ApprovalRequest, Decision, Verdict, make_policy
+from agent.cli import EXIT_ABORTED, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE
+from agent.control import RunControl
+from agent.deciding import CallSettings
+from agent.errors import AgentError, ConfigError, DownloadError, InvalidReplyError, RecordingError
+from agent.history import HistoryConfig
+from agent.loop import LoopSettings
+from agent.runner import (
+    ENVIRONMENTS,
+    EXECUTOR_KINDS,
+    ExecutorSpec,
+    ModelSpec,
+    RunConfig,
+    RuntimeOptions,
+    default_record_dir,
+    run_agent,
+)
+from agent.steps import LoopEvent, Mode, RunOutcome, RunStatus, StepFinished
+
+__all__ = ["build_config", "exit_code", "register", "run_agent"]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    subparsers.add_parser("run", help="(not available yet)")
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="carry out a task on a browser page or the desktop",
+        description="Carry out TASK: the models look at the screen and act on it, one approved "
+        "step at a time. Every run writes a recording.",
+    )
+    parser.add_argument(
+        "task", nargs="?", default="", help="what to do, in plain words (optional with --miniwob)"
+    )
+    _add_target_options(parser)
+    _add_model_options(parser)
+    _add_limit_options(parser)
+    _add_approval_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("where the agent acts")
+    group.add_argument(
+        "--executor",
+        choices=EXECUTOR_KINDS,
+        default="browser",
+        help="what to drive (default: browser)",
+    )
+    group.add_argument(
+        "--url", default="about:blank", help="page the browser opens first (default: about:blank)"
+    )
+    group.add_argument(
+        "--viewport",
+        type=_size,
+        default=(1280, 800),
+        metavar="WIDTHxHEIGHT",
+        help="browser viewport in CSS pixels (default: 1280x800)",
+    )
+    group.add_argument(
+        "--device-scale-factor",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="browser device pixels per CSS pixel (default: 1)",
+    )
+    group.add_argument(
+        "--headed", action="store_true", help="show the browser window (needs an X display)"
+    )
+    group.add_argument(
+        "--browser", metavar="PATH", help="Chromium executable (default: the system Chromium)"
+    )
+    group.add_argument(
+        "--monitor",
+        type=int,
+        metavar="N",
+        help="desktop monitor to capture, from 1 (default: the primary)",
+    )
+    group.add_argument(
+        "--miniwob",
+        metavar="TASK",
+        help="start the MiniWoB++ task page TASK, such as click-button, in the browser",
+    )
+    group.add_argument("--seed", type=int, default=0, help="MiniWoB++ episode seed (default: 0)")
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("models (default: those installed by `agent models pull`)")
+    group.add_argument(
+        "--instruct-model", type=Path, metavar="GGUF", help="Qwen3-VL Instruct model file"
+    )
+    group.add_argument(
+        "--instruct-mmproj", type=Path, metavar="GGUF", help="its vision projector (mmproj) file"
+    )
+    group.add_argument(
+        "--thinking-model",
+        type=Path,
+        metavar="GGUF",
+        help="Qwen3-VL Thinking model file, used as the planner",
+    )
+    group.add_argument(
+        "--thinking-mmproj", type=Path, metavar="GGUF", help="its vision projector (mmproj) file"
+    )
+    group.add_argument(
+        "--mode",
+        choices=[mode.value for mode in Mode],
+        help="single: the Instruct model plans and acts; two-model: the Thinking model plans "
+        "and the Instruct model grounds; escalating: Instruct alone, Thinking when it stalls "
+        "(default: two-model with a Thinking model, else single)",
+    )
+    group.add_argument(
+        "--context",
+        type=int,
+        default=16384,
+        metavar="TOKENS",
+        help="context window per model (default: 16384)",
+    )
+    group.add_argument(
+        "--gpu-layers",
+        type=int,
+        default=-1,
+        metavar="N",
+        help="layers to offload to the GPU: -1 all, 0 none (default: -1)",
+    )
+    group.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads for llama.cpp (default: llama.cpp's choice)",
+    )
+    group.add_argument(
+        "--kv-cache-type",
+        default="f16",
+        metavar="TYPE",
+        help="KV cache type such as f16 or q8_0 (default: f16)",
+    )
+    group.add_argument(
+        "--model-seed", type=int, metavar="N", help="sampling seed, for repeatable replies"
+    )
+    group.add_argument(
+        "--image-tokens",
+        type=_token_range,
+        default=(1024, 2048),
+        metavar="MIN:MAX",
+        help="image tokens per screenshot; screenshots are resized into this range "
+        "(default: 1024:2048)",
+    )
+
+
+def _add_limit_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("limits and recording")
+    group.add_argument(
+        "--max-steps",
+        type=_positive_int,
+        default=30,
+        metavar="N",
+        help="stop after N steps (default: 30)",
+    )
+    group.add_argument(
+        "--max-seconds", type=float, metavar="S", help="stop after S seconds of wall time"
+    )
+    group.add_argument(
+        "--max-tokens",
+        type=_positive_int,
+        metavar="N",
+        help="stop after the models generated N tokens in all",
+    )
+    group.add_argument(
+        "--history-images",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="screenshots kept in each prompt (default: 4)",
+    )
+    group.add_argument(
+        "--record",
+        type=Path,
+        metavar="DIR",
+        help="recording directory (default: a new timestamped folder under the runs folder)",
+    )
+
+
+def _add_approval_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("approval and secrets")
+    group.add_argument(
+        "--yes",
+        action="store_true",
+        help="approve every action without asking (same as --approval auto)",
+    )
+    group.add_argument(
+        "--approval",
+        choices=POLICIES,
+        default="always",
+        help="when to ask: auto never, always every step, risky only for risky steps "
+        "(default: always)",
+    )
+    group.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a secret the agent may type as {{secret:NAME}}; its value comes from the "
+        "environment variable NAME or a prompt",
+    )
+    group.add_argument(
+        "--no-tui", action="store_true", help="plain log output, with approval prompts on stdin"
+    )
+
+
+# The command.
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = build_config(args)
+    except (ConfigError, DownloadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    policy = "auto" if args.yes else args.approval
+    if not args.no_tui and _interactive():
+        return _run_in_tui(config, policy)
+    return _run_plain(config, policy)
+
+
+def _run_plain(config: RunConfig, policy: str) -> int:
+    hook = make_policy(policy, ask_on_stdin)
+    control = RunControl()
+    print(f"Recording to {config.record_dir}", flush=True)
+    try:
+        outcome = run_agent(config, hook, control, print_progress)
+    except (ConfigError, DownloadError, RecordingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except AgentError as exc:
+        print(f"error: the run could not start: {exc}", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    print_outcome(outcome, config.record_dir)
+    return exit_code(outcome)
+
+
+def _run_in_tui(config: RunConfig, policy: str) -> int:
+    from agent.tui.app import AgentApp, Finished
+    from agent.tui.bridge import Policy
+    from agent.tui.events import summarise
+
+    def start(approval: ApprovalHook, control: RunControl, on_event: object) -> Finished:
+        outcome = run_agent(config, approval, control, on_event)  # type: ignore[arg-type]
+        return Finished(exit_code(outcome), summarise(outcome))
+
+    app = AgentApp(
+        config.task or f"MiniWoB++ {config.executor.miniwob_task}", start, policy=Policy(policy)
+    )
+    result = app.run()
+    print(f"Recording: {config.record_dir}")
+    return EXIT_USAGE if result is None else int(result)
+
+
+def print_progress(event: LoopEvent) -> None:
+    """Print one line per finished step, for runs without the TUI."""
+    if not isinstance(event, StepFinished):
+        return
+    record = event.record
+    action = record.action or record.proposed
+    text = describe_action(action) if action is not None else "no action"
+    where = f" at input point {record.point}" if record.point else ""
+    print(f"Step {record.step}: {text}{where}: {record.outcome}", flush=True)
+
+
+def exit_code(outcome: RunOutcome) -> int:
+    """Map how a run ended to the exit code of `agent run`."""
+    if outcome.completed:
+        return EXIT_OK
+    if outcome.status is RunStatus.ABORTED:
+        return EXIT_ABORTED
+    return EXIT_INCOMPLETE
+
+
+def print_outcome(outcome: RunOutcome, record_dir: Path) -> None:
+    print(f"Run ended: {outcome.status} after {outcome.steps} steps: {outcome.message}")
+    if outcome.answer is not None:
+        print(f"Answer: {outcome.answer}")
+    reward = outcome.evaluation.get("raw_reward", "missing") if outcome.evaluation else "missing"
+    if reward != "missing":
+        shown = "not finished" if reward is None else f"{reward:g}"
+        print(f"MiniWoB++ raw reward: {shown}")
+    print(f"Recording: {record_dir}")
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+# Building the configuration.
+
+
+def build_config(args: argparse.Namespace) -> RunConfig:
+    """Turn parsed options into a `RunConfig`. Raises `ConfigError` or `DownloadError`."""
+    if not args.task.strip() and not args.miniwob:
+        raise ConfigError('a task is missing; run `agent run "what to do"` or give --miniwob TASK')
+    executor = _executor_spec(args)
+    instruct, thinking = resolve_models(args)
+    default_mode = Mode.TWO_MODEL if thinking else Mode.SINGLE
+    mode = Mode(args.mode) if args.mode else default_mode
+    if mode is not Mode.SINGLE and thinking is None:
+        raise ConfigError(
+            f"mode {mode} needs a Thinking model; pass --thinking-model and --thinking-mmproj"
+        )
+    task = args.task.strip()
+    record_dir = args.record or default_record_dir(task or f"miniwob-{args.miniwob}")
+    if (record_dir / "manifest.json").exists():
+        raise ConfigError(
+            f"{record_dir} already contains a recording; choose a new --record directory"
+        )
+    return RunConfig(
+        task=task,
+        record_dir=record_dir,
+        instruct=instruct,
+        thinking=thinking,
+        executor=executor,
+        settings=_loop_settings(args, mode),
+        runtime=_runtime_options(args),
+        secrets=read_secrets(args.secret),
+    )
+
+
+def _executor_spec(args: argparse.Namespace) -> ExecutorSpec:
+    return ExecutorSpec(
+        kind=args.executor,
+        url=args.url,
+        viewport=args.viewport,
+        device_scale_factor=args.device_scale_factor,
+        headless=not args.headed,
+        browser_path=args.browser,
+        monitor=args.monitor,
+        miniwob_task=args.miniwob,
+        miniwob_seed=args.seed,
+    )
+
+
+def _loop_settings(args: argparse.Namespace, mode: Mode) -> LoopSettings:
+    return LoopSettings(
+        mode=mode,
+        max_steps=args.max_steps,
+        max_seconds=args.max_seconds,
+        max_tokens=args.max_tokens,
+        environment=ENVIRONMENTS[args.executor],
+        history=HistoryConfig(images=args.history_images),
+        calls=CallSettings(seed=args.model_seed),
+    )
+
+
+def _runtime_options(args: argparse.Namespace) -> RuntimeOptions:
+    return RuntimeOptions(
+        n_ctx=args.context,
+        gpu_layers=args.gpu_layers,
+        threads=args.threads,
+        kv_cache_type=args.kv_cache_type,
+        seed=args.model_seed,
+        image_min_tokens=args.image_tokens[0],
+        image_max_tokens=args.image_tokens[1],
+    )
+
+
+def resolve_models(args: argparse.Namespace) -> tuple[ModelSpec, ModelSpec | None]:
+    """Return the Instruct and Thinking model files: given as options, else installed ones."""
+    instruct = _pair(args.instruct_model, args.instruct_mmproj, "instruct")
+    thinking = _pair(args.thinking_model, args.thinking_mmproj, "thinking")
+    if instruct is not None:
+        # Models given by path are the whole choice: an installed Thinking model is not added.
+        return instruct, thinking
+    installed_instruct, installed_thinking = _installed_models()
+    return installed_instruct, thinking or installed_thinking
+
+
+def _pair(model: Path | None, mmproj: Path | None, kind: str) -> ModelSpec | None:
+    if model is None and mmproj is None:
+        return None
+    if model is None or mmproj is None:
+        raise ConfigError(
+            f"give both --{kind}-model and --{kind}-mmproj, "
+            f"or neither to use the installed {kind} model"
+        )
+    for path in (model, mmproj):
+        if not path.is_file():
+            raise ConfigError(
+                f"model file {path} not found; check the path, or run `agent models pull {kind}`"
+            )
+    return ModelSpec(model, mmproj)
+
+
+def _installed_models() -> tuple[ModelSpec, ModelSpec | None]:
+    """Return the installed default models, offering to download them when none are installed."""
+    from agent.models.downloads import default_model_paths
+
+    paths = default_model_paths()
+    if paths is None:
+        offer_download()
+        paths = default_model_paths()
+        if paths is None:
+            raise ConfigError(
+                "the download finished, but no Instruct model is installed; run `agent models list`"
+            )
+    thinking = None
+    if paths.thinking_gguf is not None and paths.thinking_mmproj is not None:
+        thinking = ModelSpec(paths.thinking_gguf, paths.thinking_mmproj)
+    return ModelSpec(paths.instruct_gguf, paths.instruct_mmproj), thinking
+
+
+def offer_download() -> None:
+    """Offer to download the default Instruct model; raise when declined or impossible."""
+    from rich.progress import Progress
+
+    from agent.models.catalog import load_catalog
+    from agent.models.downloads import missing_models_error, plan_pull, pull
+
+    catalog = load_catalog()
+    if not sys.stdin.isatty():
+        raise missing_models_error(catalog)
+    plan = plan_pull(catalog, "instruct")
+    print(f"No model is installed. The default Instruct model is {plan.summary()}.")
+    print("A Thinking model for planning can be added later with `agent models pull thinking`.")
+    answer = input("Download it now? [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise missing_models_error(catalog)
+    with Progress() as progress:
+        pull(plan, progress=progress)
+
+
+def read_secrets(names: list[str]) -> dict[str, str]:
+    """Read each secret from the environment variable of its name, or ask for it without echo."""
+    values: dict[str, str] = {}
+    for name in names:
+        value = os.environ.get(name)
+        if value is None:
+            if not sys.stdin.isatty():
+                raise ConfigError(
+                    f"secret {name} has no value; "
+                    f"set the environment variable {name} or run in a terminal"
+                )
+            value = getpass.getpass(f"Value of secret {name}: ")
+        if not value:
+            raise ConfigError(f"secret {name} is empty; give it a value")
+        values[name] = value
+    return values
+
+
+# Approval on stdin.
+
+
+def ask_on_stdin(request: ApprovalRequest) -> Decision:
+    """Show one proposed action and read the person's decision from stdin."""
+    print(f"\nStep {request.step}: {request.description}")
+    if request.instruction:
+        print(f"  Plan: {request.instruction}")
+    if request.risk:
+        print(f"  Risky: {request.risk}")
+    while True:
+        answer = _read("Approve? [y]es, [s]kip, [d]eny with a hint, [e]dit, [q]uit: ").lower()
+        decision = _decision(answer)
+        if decision is not None:
+            return decision
+
+
+def _decision(answer: str) -> Decision | None:
+    match answer:
+        case "" | "y" | "yes" | "a":
+            return Decision.approve("person")
+        case "s" | "skip":
+            return Decision(Verdict.SKIP, source="person")
+        case "d" | "deny":
+            return Decision(Verdict.DENY, hint=_read("Hint for the planner: "), source="person")
+        case "e" | "edit":
+            return _edited()
+        case "q" | "quit" | "abort":
+            return Decision(Verdict.ABORT, source="person")
+    print("Answer y, s, d, e or q.")
+    return None
+
+
+def _edited() -> Decision | None:
+    text = _read(
+        'New action as JSON, for example {"action": "left_click", "coordinate": [500, 300]}: '
+    )
+    try:
+        return Decision(Verdict.EDIT, action=parse_action(json.loads(text)), source="person")
+    except (ValueError, InvalidReplyError) as exc:
+        print(f"That action is invalid: {exc}")
+        return None
+
+
+def _read(prompt: str) -> str:
+    try:
+        return input(prompt).strip()
+    except EOFError:
+        # No person can answer (stdin closed): stop instead of guessing.
+        return "q"
+
+
+# Option types.
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"size {text!r} is invalid; write WIDTHxHEIGHT, for example 1280x800"
+        ) from exc
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"size {text!r} is invalid; both sides must be at least 1")
+    return width, height
+
+
+def _token_range(text: str) -> tuple[int, int]:
+    try:
+        low, high = (int(part) for part in text.split(":"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"image tokens {text!r} are invalid; write MIN:MAX, for example 1024:2048"
+        ) from exc
+    if not 1 <= low <= high:
+        raise argparse.ArgumentTypeError(
+            f"image tokens {text!r} are invalid; MIN must be at least 1 and at most MAX"
+        )
+    return low, high
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is invalid; use 1 or more")
+    return value

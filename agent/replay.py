@@ -1,0 +1,302 @@
+"""Replay a recording: its model replies go through the real loop against a live executor.
+
+The recorded replies are served by strict `ReplayModel`s, one per model slot, and
+the recorded approval decisions by the approval hook. The executor starts as the
+manifest describes it (browser URL, viewport, device scale factor, MiniWoB++ task
+and seed). After every step the replayed step is compared with the recorded one:
+the proposed action, the action that ran, its input point and the step's outcome.
+The first difference stops the run and is reported as the divergence. A run that
+asks for a reply the recording lacks, or ends with replies left over, diverges too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from agent.actions import parse_action
+from agent.approval import ApprovalRequest, Decision, Verdict
+from agent.control import RunControl
+from agent.deciding import Models
+from agent.errors import ConfigError, InvalidReplyError
+from agent.loop import AgentLoop, LoopSettings
+from agent.models.base import ModelReply, Usage
+from agent.models.testing import ReplayModel
+from agent.recording import RecordedStep, Recorder, Recording
+from agent.runner import ExecutorSpec, RunConfig, run_agent
+from agent.safety import Secrets
+from agent.steps import LoopEvent, RunOutcome, StepFinished, StepOutcome, StepRecord
+from executors.base import Executor
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """The first step where the replay differs from the recording."""
+
+    step: int
+    what: str
+    expected: Any = None
+    actual: Any = None
+
+    def describe(self) -> str:
+        text = f"step {self.step}: {self.what}"
+        if self.expected is not None or self.actual is not None:
+            text += f" (recorded {_show(self.expected)}, replayed {_show(self.actual)})"
+        return text
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    outcome: RunOutcome
+    divergence: Divergence | None
+    recorded_steps: int
+    record_dir: Path
+    evaluation: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def matched(self) -> bool:
+        return self.divergence is None
+
+
+def replay_recording(
+    recording: Recording,
+    *,
+    record_dir: Path,
+    executor: Executor | None = None,
+    secrets: Mapping[str, str] | None = None,
+    headless: bool = True,
+) -> ReplayResult:
+    """Run a recording's replies through the loop and report the first divergence.
+
+    Without `executor`, the executor recorded in the manifest is started. The replay
+    writes its own recording to `record_dir`.
+    """
+    manifest = recording.manifest
+    settings = LoopSettings.from_dict(manifest.get("settings", {}))
+    models = replay_models(recording)
+    checker = StepChecker(recording, RunControl())
+    values = dict(secrets) if secrets is not None else secrets_for_replay(manifest)
+
+    if executor is None:
+        spec = ExecutorSpec.from_dict(manifest.get("executor", {}))
+        config = RunConfig(
+            task=recording.task,
+            record_dir=record_dir,
+            executor=replace(spec, headless=headless),
+            settings=settings,
+            secrets=values,
+        )
+        outcome = run_agent(
+            config, checker.approve, checker.control, checker.on_event, models=models
+        )
+    else:
+        outcome = _replay_on(executor, recording, record_dir, settings, models, checker, values)
+
+    divergence = checker.divergence or _leftovers(recording, models, outcome)
+    return ReplayResult(
+        outcome, divergence, len(recording.steps), record_dir, dict(outcome.evaluation)
+    )
+
+
+def _replay_on(
+    executor: Executor,
+    recording: Recording,
+    record_dir: Path,
+    settings: LoopSettings,
+    models: Models,
+    checker: StepChecker,
+    secret_values: dict[str, str],
+) -> RunOutcome:
+    """Replay against an executor the caller started, such as a `FakeExecutor` in tests."""
+    secrets = Secrets(secret_values)
+    recorder = Recorder(
+        record_dir, executor={"kind": getattr(executor, "name", "custom")}, secrets=secrets
+    )
+    loop = AgentLoop(
+        models=models,
+        executor=executor,
+        approval=checker.approve,
+        recorder=recorder,
+        control=checker.control,
+        settings=settings,
+        secrets=secrets,
+        on_event=checker.on_event,
+    )
+    return loop.run(recording.task)
+
+
+def replay_models(recording: Recording) -> Models:
+    """Build strict replay models that serve the recorded replies of each model slot."""
+    names = {
+        slot: entry.get("name", slot)
+        for slot, entry in recording.manifest.get("models", {}).items()
+    }
+    instruct = ReplayModel(_replies(recording, "instruct"), name=names.get("instruct", "instruct"))
+    thinking_replies = _replies(recording, "thinking")
+    thinking = None
+    if thinking_replies or "thinking" in names:
+        thinking = ReplayModel(
+            thinking_replies, name=names.get("thinking", "thinking"), thinking=True
+        )
+    return Models(instruct, thinking)
+
+
+def _replies(recording: Recording, slot: str) -> list[ModelReply]:
+    """Rebuild the recorded replies with their token usage, so token limits replay alike."""
+    replies = []
+    for step in recording.steps:
+        for call in step.calls:
+            if call.slot != slot:
+                continue
+            raw = call.raw.get("reply", {})
+            usage = raw.get("usage", {})
+            replies.append(
+                ModelReply(
+                    text=str(raw.get("text", "")),
+                    reasoning=str(raw.get("reasoning", "")),
+                    content=str(raw.get("content", "")),
+                    usage=Usage(completion_tokens=int(usage.get("completion_tokens", 0))),
+                    finish_reason=str(raw.get("finish_reason", "stop")),
+                )
+            )
+    return replies
+
+
+def secrets_for_replay(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """Take each recorded secret's value from the environment, or a stand-in value.
+
+    Recordings hold placeholders only, so a replay cannot know the real value. A
+    stand-in keeps the replayed actions identical; only what the page receives differs.
+    """
+    values = {}
+    for name in manifest.get("secret_names", []):
+        value = os.environ.get(name)
+        if value is None:
+            logger.warning(
+                "secret %s is not set in the environment; the replay types a stand-in value", name
+            )
+            value = f"replay-stand-in-{name}"
+        values[name] = value
+    return values
+
+
+class StepChecker:
+    """Serves recorded approval decisions and compares each replayed step with the recorded one."""
+
+    def __init__(self, recording: Recording, control: RunControl) -> None:
+        self._steps = recording.steps
+        self.control = control
+        self.divergence: Divergence | None = None
+
+    def approve(self, request: ApprovalRequest) -> Decision:
+        recorded = self._recorded(request.step)
+        decision = recorded.decision if recorded else None
+        if decision is None:
+            self._diverge(
+                Divergence(
+                    request.step, "the replay asked for an approval the recording does not have"
+                )
+            )
+            return Decision(Verdict.ABORT, source="replay")
+        try:
+            return _decision(decision)
+        except (ValueError, InvalidReplyError) as exc:
+            self._diverge(Divergence(request.step, f"the recorded approval is invalid: {exc}"))
+            return Decision(Verdict.ABORT, source="replay")
+
+    def on_event(self, event: LoopEvent) -> None:
+        if isinstance(event, StepFinished) and self.divergence is None:
+            difference = compare_step(self._recorded(event.record.step), event.record)
+            if difference is not None:
+                self._diverge(difference)
+
+    def _recorded(self, step: int) -> RecordedStep | None:
+        return self._steps[step - 1] if step <= len(self._steps) else None
+
+    def _diverge(self, divergence: Divergence) -> None:
+        if self.divergence is None:
+            logger.warning("replay diverged at %s", divergence.describe())
+            self.divergence = divergence
+            self.control.abort()
+
+
+def compare_step(recorded: RecordedStep | None, replayed: StepRecord) -> Divergence | None:
+    """Return how a replayed step differs from its recorded step, or None when they match."""
+    step = replayed.step
+    if replayed.outcome is StepOutcome.ERROR:
+        return Divergence(step, f"the replayed step failed: {replayed.feedback}")
+    if recorded is None:
+        return Divergence(step, "the replay ran a step the recording does not have")
+    raw = recorded.raw
+    checks = (
+        ("the proposed action differs", raw.get("proposed"), _arguments(replayed.proposed)),
+        ("the action that ran differs", raw.get("action"), _arguments(replayed.action)),
+        (
+            "the input point differs",
+            raw.get("point"),
+            list(replayed.point) if replayed.point else None,
+        ),
+        ("the step ended differently", raw.get("outcome"), str(replayed.outcome)),
+    )
+    for what, expected, actual in checks:
+        if _normal(expected) != _normal(actual):
+            return Divergence(step, what, expected, actual)
+    return None
+
+
+def _leftovers(recording: Recording, models: Models, outcome: RunOutcome) -> Divergence | None:
+    """Report replies or steps the replay never used, and a different final status."""
+    next_step = outcome.steps + 1
+    for model in (models.instruct, models.thinking):
+        if isinstance(model, ReplayModel) and model.remaining:
+            return Divergence(
+                next_step, f"{model.remaining} recorded {model.name} replies were never used"
+            )
+    if outcome.steps < len(recording.steps):
+        return Divergence(
+            next_step,
+            "the replay ended before the recording did",
+            len(recording.steps),
+            outcome.steps,
+        )
+    recorded_status = (recording.manifest.get("outcome") or {}).get("status")
+    if recorded_status is not None and recorded_status != str(outcome.status):
+        return Divergence(
+            outcome.steps, "the run ended differently", recorded_status, str(outcome.status)
+        )
+    return None
+
+
+def _decision(data: dict[str, Any]) -> Decision:
+    action = parse_action(data["action"]) if data.get("action") else None
+    return Decision(
+        Verdict(data["verdict"]), action=action, hint=str(data.get("hint", "")), source="replay"
+    )
+
+
+def _arguments(action: Any) -> Any:
+    return action.arguments() if action is not None else None
+
+
+def _normal(value: Any) -> Any:
+    """Normalise JSON-like values so tuples equal lists and 500.0 equals 500."""
+    return json.loads(json.dumps(value))
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def check_recording_path(path: Path) -> Recording:
+    if not path.exists():
+        raise ConfigError(
+            f"recording {path} not found; give the directory `agent run --record` wrote"
+        )
+    return Recording.open(path)
