@@ -77,6 +77,7 @@ from agent.steps import (
     StepRecorder,
     StepStarted,
     StepState,
+    TextGenerated,
 )
 from executors.base import ExecutionResult, Executor, Observation
 
@@ -631,10 +632,17 @@ class AgentLoop:
         self._set_state(attempt.step, state_for(role))
         model = self.models.thinking if slot is ModelSlot.THINKING else self.models.instruct
         assert model is not None
-        request = replace(request, max_tokens=self._budget.cap(request.max_tokens))
+        request = replace(
+            request,
+            max_tokens=self._budget.cap(request.max_tokens),
+            on_text=lambda text: self._emit(TextGenerated(attempt.step, role, text)),
+            cancelled=lambda: self.control.aborted,
+        )
         t0 = time.perf_counter()
         reply = model.complete(request)
         seconds = time.perf_counter() - t0
+        # A model call stopped by an abort returns early; end the step here.
+        self.control.checkpoint()
         self._budget.tokens += reply.usage.completion_tokens
         return reply, seconds
 

@@ -160,7 +160,8 @@ class RunOutcome:
 
 
 # Events, delivered to `on_event` on the loop's thread, in this order per step:
-# StepStarted, StateChanged (one per state), ModelReplied (one per call),
+# StepStarted, StateChanged (one per state), TextGenerated (many per call, as the
+# model generates), ModelReplied (one per call),
 # ActionProposed (before the approval hook runs), StepFinished.
 
 
@@ -180,6 +181,15 @@ class StepStarted:
 class StateChanged:
     step: int
     state: StepState
+
+
+@dataclass(frozen=True)
+class TextGenerated:
+    """A piece of a model reply as it is generated, reasoning included, for live display."""
+
+    step: int
+    role: CallRole
+    text: str
 
 
 @dataclass(frozen=True)
@@ -210,6 +220,7 @@ LoopEvent = (
     RunStarted
     | StepStarted
     | StateChanged
+    | TextGenerated
     | ModelReplied
     | ActionProposed
     | StepFinished

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import llama_cpp
@@ -438,3 +439,26 @@ def test_mtmd_logs_stay_off_stderr(tiny_instruct, capfd: pytest.CaptureFixture[s
     captured = capfd.readouterr()
     assert "encod" not in captured.err
     assert "image" not in captured.err
+
+
+def test_generated_text_streams_in_pieces(tiny_thinking) -> None:
+    pieces: list[str] = []
+    request = constrained(SYSTEM, user(noise(320, 200, 5), "Stream it."))
+    reply = tiny_thinking.complete(dataclasses.replace(request, on_text=pieces.append))
+
+    assert len(pieces) > 1
+    assert "".join(pieces) == reply.text
+
+
+def test_cancelled_call_stops_early(tiny_instruct) -> None:
+    polls = iter(range(1000))
+    request = ChatRequest(
+        messages=(SYSTEM, user(noise(320, 200, 6), "Stop soon.")),
+        max_tokens=200,
+        temperature=0.0,
+        cancelled=lambda: next(polls) >= 3,
+    )
+    reply = tiny_instruct.complete(request)
+
+    assert reply.finish_reason == "cancelled"
+    assert reply.usage.completion_tokens == 3

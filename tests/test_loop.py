@@ -31,6 +31,7 @@ from agent.steps import (
     StepOutcome,
     StepStarted,
     StepState,
+    TextGenerated,
 )
 from executors.base import ExecutionResult
 from executors.fake import FakeExecutor
@@ -621,3 +622,29 @@ def test_timings_cover_phases() -> None:
     timings = _steps(events)[0].record.timings
     assert {"observe", "hash", "model", "parse", "approval", "execute"} <= set(timings)
     assert all(value >= 0 for value in timings.values())
+
+
+
+def test_reply_text_streams_as_events() -> None:
+    events = EventLog()
+    make_loop(ScriptedModel([CLICK, DONE]), FakeExecutor(screens(3)), events=events).run("click it")
+
+    streamed = "".join(event.text for event in events.of(TextGenerated) if event.step == 1)
+    replied = next(event for event in events.of(ModelReplied) if event.step == 1)
+    assert streamed == replied.call.reply.text
+
+
+def test_abort_during_model_call_stops_run() -> None:
+    control = RunControl()
+
+    def slow_reply(request: ChatRequest) -> str:
+        control.abort()
+        assert request.cancelled is not None
+        assert request.cancelled()
+        return CLICK
+
+    executor = FakeExecutor(screens(3))
+    outcome = make_loop(ScriptedModel(slow_reply), executor, control=control).run("click it")
+
+    assert outcome.status is RunStatus.ABORTED
+    assert executor.actions == []

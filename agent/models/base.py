@@ -7,6 +7,7 @@ all follow it, so the loop never knows which one it has.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -57,6 +58,12 @@ class ChatRequest:
     # For a Thinking model: tokens of reasoning allowed before the backend closes it.
     reasoning_budget: int | None = None
     seed: int | None = None
+    # Called with each new piece of generated text, for showing the reply as it streams.
+    # Backends that cannot stream call it once with the whole text.
+    on_text: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
+    # Polled between generated tokens; when it returns True the backend stops early
+    # and returns what it has with finish_reason "cancelled".
+    cancelled: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,9 @@ class OpenAICompatibleModel:
             data, self.url, image_tokens=_estimate_image_tokens(request.messages)
         )
         timings = {"encode_s": encoded - started, "request_s": finished - encoded, **reply.timings}
+        if request.on_text is not None:
+            # NOTE: requests are sent with stream=false, so the whole text arrives at once.
+            request.on_text(reply.text)
         return dataclasses.replace(reply, timings=timings)
 
     def build_payload(self, request: ChatRequest) -> dict[str, Any]:

@@ -13,10 +13,12 @@ Timings in `ModelReply.timings`, in seconds unless named otherwise: `image_encod
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +59,10 @@ class _Generation:
     finish_reason: str = "length"
     reasoning_open: bool = False
     reasoning_tokens: int = 0
+    # Turns the byte stream into text for `ChatRequest.on_text`, holding back split UTF-8 sequences.
+    decoder: codecs.IncrementalDecoder = field(
+        default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
+    )
 
 
 class LlamaCppModel:
@@ -234,19 +240,22 @@ class LlamaCppModel:
         )
         try:
             while len(generation.tokens) < request.max_tokens:
+                if request.cancelled is not None and request.cancelled():
+                    generation.finish_reason = "cancelled"
+                    break
                 if (
                     generation.reasoning_open
                     and generation.reasoning_tokens >= budget
                     and _utf8_complete(generation.data)
                 ):
-                    self._close_reasoning(sampler, generation, request.max_tokens)
+                    self._close_reasoning(sampler, generation, request)
                     continue
                 token = sampler.sample(self._llama.ctx)
                 if llama_cpp.llama_vocab_is_eog(self._vocab, token):
                     generation.finish_reason = "stop"
                     break
                 sampler.accept(token)
-                self._append(generation, token, request.max_tokens)
+                self._append(generation, token, request.max_tokens, request.on_text)
         finally:
             sampler.close()
         return generation
@@ -261,7 +270,7 @@ class LlamaCppModel:
         return budget
 
     def _close_reasoning(
-        self, sampler: TokenSampler, generation: _Generation, max_tokens: int
+        self, sampler: TokenSampler, generation: _Generation, request: ChatRequest
     ) -> None:
         logger.debug(
             "reasoning budget of %s spent after %d tokens; closing it",
@@ -274,13 +283,24 @@ class LlamaCppModel:
                     f"the grammar rejected the forced reasoning close {REASONING_CLOSE!r}"
                 )
             sampler.accept(token)
-            self._append(generation, token, max_tokens)
+            self._append(generation, token, request.max_tokens, request.on_text)
         generation.reasoning_open = False
 
-    def _append(self, generation: _Generation, token: int, max_tokens: int) -> None:
+    def _append(
+        self,
+        generation: _Generation,
+        token: int,
+        max_tokens: int,
+        on_text: Callable[[str], None] | None = None,
+    ) -> None:
         """Record a token and evaluate it, unless it is the last one `max_tokens` allows."""
         generation.tokens.append(token)
-        generation.data += self._llama.detokenize([token])
+        piece = self._llama.detokenize([token])
+        generation.data += piece
+        if on_text is not None:
+            text = generation.decoder.decode(piece)
+            if text:
+                on_text(text)
         if generation.reasoning_open:
             generation.reasoning_tokens += 1
             generation.reasoning_open = THINK_CLOSE.encode() not in generation.data

@@ -9,6 +9,7 @@ Both record every request in `requests`, so a test can check the prompts the loo
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Callable, Iterable
 
@@ -61,7 +62,7 @@ class ScriptedModel:
             reply = self._queue.popleft()
         else:
             raise ModelError(f"{self.name}: no scripted reply left for request {len(self.requests)}")
-        return reply if isinstance(reply, ModelReply) else make_reply(reply, thinking_opened=self.thinking)
+        return _deliver(request, reply, self.thinking)
 
 
 class ReplayModel:
@@ -87,7 +88,7 @@ class ReplayModel:
             )
         reply = self._replies[self._next]
         self._next += 1
-        return reply if isinstance(reply, ModelReply) else make_reply(reply, thinking_opened=self.thinking)
+        return _deliver(request, reply, self.thinking)
 
     def assert_exhausted(self) -> None:
         """Raise `ModelError` when recorded replies were never asked for."""
@@ -96,3 +97,12 @@ class ReplayModel:
                 f"{self.name}: {self.remaining} of {len(self._replies)} recorded replies were never "
                 "used; the run ended before the recording did"
             )
+
+
+def _deliver(request: ChatRequest, reply: str | ModelReply, thinking: bool) -> ModelReply:
+    """Wrap a scripted reply and stream it to `request.on_text` in word-sized pieces."""
+    result = reply if isinstance(reply, ModelReply) else make_reply(reply, thinking_opened=thinking)
+    if request.on_text is not None:
+        for piece in re.findall(r"\S+\s*|\s+", result.text):
+            request.on_text(piece)
+    return result
