@@ -17,6 +17,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from agent.actions import describe_action, parse_action
 from agent.approval import POLICIES, ApprovalHook, ApprovalRequest, Decision, Verdict, make_policy
@@ -258,20 +259,15 @@ def _run_plain(config: RunConfig, policy: str) -> int:
 
 
 def _run_in_tui(config: RunConfig, policy: str) -> int:
-    from agent.tui.app import AgentApp, Finished
-    from agent.tui.bridge import Policy
-    from agent.tui.events import summarise
+    from agent.tui import Policy, run_with_tui
 
-    def start(approval: ApprovalHook, control: RunControl, on_event: object) -> Finished:
-        outcome = run_agent(config, approval, control, on_event)  # type: ignore[arg-type]
-        return Finished(exit_code(outcome), summarise(outcome))
+    def run_task(approval: ApprovalHook, control: RunControl, on_event: Any) -> RunOutcome:
+        return run_agent(config, approval, control, on_event)
 
-    app = AgentApp(
-        config.task or f"MiniWoB++ {config.executor.miniwob_task}", start, policy=Policy(policy)
-    )
-    result = app.run()
+    task = config.task or f"MiniWoB++ {config.executor.miniwob_task}"
+    code = run_with_tui(task, run_task, policy=Policy(policy))
     print(f"Recording: {config.record_dir}")
-    return EXIT_USAGE if result is None else int(result)
+    return code
 
 
 def print_progress(event: LoopEvent) -> None:

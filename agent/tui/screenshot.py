@@ -5,8 +5,8 @@ Two renderings:
 - **graphics**: a terminal graphics protocol (Kitty's or Sixel) through `textual-image`,
   with the marker drawn into a copy of the image;
 - **cells**: half-block characters ("▀" with the upper pixel as foreground and the lower
-  one as background), so two image rows fit in one text row, with the marker drawn as a
-  red cross of characters that stays visible however far the image is scaled down.
+  one as background), so two image rows fit in one text row. The marker is a red cross
+  of characters, which stays visible however far the image is scaled down.
 
 `textual-image` detects the terminal's protocols when it is first imported, by writing
 queries to the terminal and reading the replies. That only works before Textual takes the
@@ -50,6 +50,21 @@ def frame_for(observation: Observation, action: Action | None) -> Frame:
     return Frame(observation.image, mark)
 
 
+def zoom_frame(frame: Frame, factor: int) -> Frame:
+    """Crop the frame to 1/`factor` of its width and height, centred on the mark where possible.
+
+    A frame without a mark is returned unchanged, because there is no point to look at.
+    """
+    if frame.mark is None or factor <= 1:
+        return frame
+    width, height = frame.image.size
+    crop_width, crop_height = max(1, width // factor), max(1, height // factor)
+    left = min(max(0, round(frame.mark[0] - crop_width / 2)), width - crop_width)
+    top = min(max(0, round(frame.mark[1] - crop_height / 2)), height - crop_height)
+    image = frame.image.crop((left, top, left + crop_width, top + crop_height))
+    return Frame(image, (frame.mark[0] - left, frame.mark[1] - top))
+
+
 def detect_graphics() -> bool:
     """Return True when the terminal on stdout speaks Kitty's graphics protocol or Sixel.
 
@@ -84,7 +99,7 @@ def marked_copy(frame: Frame) -> Image.Image:
 
 
 def fit_cells(image_size: tuple[int, int], cells: Size) -> tuple[int, int]:
-    """Return the (columns, half-block rows) that fit the image in `cells`, keeping its aspect ratio.
+    """Return the (columns, half-block rows) that fit the image in `cells`, keeping its shape.
 
     A half block is about as tall as it is wide, so one text row holds two image rows.
     """
@@ -105,17 +120,25 @@ def render_cells(frame: Frame, cells: Size) -> list[Strip]:
     if rows % 2:
         rows += 1
     small = frame.image.convert("RGB").resize((columns, rows), Image.Resampling.BILINEAR)
-    pixels = small.load()
-    assert pixels is not None
+    data = small.tobytes()
     mark_cell = _mark_cell(frame, columns, rows)
     lines = []
     for row in range(rows // 2):
         segments = [
-            _cell_segment(pixels[x, 2 * row], pixels[x, 2 * row + 1], _mark_glyph(mark_cell, x, row))
+            _cell_segment(
+                _pixel(data, columns, x, 2 * row),
+                _pixel(data, columns, x, 2 * row + 1),
+                _mark_glyph(mark_cell, x, row),
+            )
             for x in range(columns)
         ]
         lines.append(Strip(segments, columns))
     return lines
+
+
+def _pixel(data: bytes, columns: int, x: int, y: int) -> tuple[int, int, int]:
+    offset = 3 * (y * columns + x)
+    return data[offset], data[offset + 1], data[offset + 2]
 
 
 def _mark_cell(frame: Frame, columns: int, rows: int) -> tuple[int, int] | None:
@@ -142,7 +165,9 @@ def _mark_glyph(mark: tuple[int, int] | None, x: int, y: int) -> str | None:
     return None
 
 
-def _cell_segment(top: tuple[int, int, int], bottom: tuple[int, int, int], glyph: str | None) -> Segment:
+def _cell_segment(
+    top: tuple[int, int, int], bottom: tuple[int, int, int], glyph: str | None
+) -> Segment:
     if glyph == "┼":
         return Segment(glyph, _MARK_STYLE)
     background = f"rgb({bottom[0]},{bottom[1]},{bottom[2]})"
@@ -164,6 +189,10 @@ class ScreenshotCells(Widget):
         self._frame: Frame | None = None
         self._lines: list[Strip] = []
         self._rendered_for: tuple[int, Size] | None = None
+
+    @property
+    def frame(self) -> Frame | None:
+        return self._frame
 
     def show(self, frame: Frame | None) -> None:
         self._frame = frame
