@@ -39,9 +39,13 @@ def _check_coordinate(value: Any) -> tuple[float, float]:
         raise ValueError(f"coordinate {_show(value)} is invalid; {hint}")
     for item in value:
         if isinstance(item, bool) or not isinstance(item, int | float):
-            raise ValueError(f"coordinate {_show(value)} is invalid: {_show(item)} is not a number; {hint}")
+            raise ValueError(
+                f"coordinate {_show(value)} is invalid: {_show(item)} is not a number; {hint}"
+            )
         if not math.isfinite(item):
-            raise ValueError(f"coordinate {_show(value)} is invalid: {_show(item)} is not finite; {hint}")
+            raise ValueError(
+                f"coordinate {_show(value)} is invalid: {_show(item)} is not finite; {hint}"
+            )
         if not 0 <= item <= GRID_MAX:
             raise ValueError(f"coordinate {_show(value)} is out of range; {hint}")
     return float(value[0]), float(value[1])
@@ -80,7 +84,9 @@ Coordinate: TypeAlias = Annotated[
     BeforeValidator(_check_coordinate),
     WithJsonSchema(_COORDINATE_SCHEMA),
 ]
-FiniteNumber: TypeAlias = Annotated[float, BeforeValidator(_check_number), WithJsonSchema({"type": "number"})]
+FiniteNumber: TypeAlias = Annotated[
+    float, BeforeValidator(_check_number), WithJsonSchema({"type": "number"})
+]
 
 
 class _Action(BaseModel):
@@ -103,7 +109,9 @@ class Key(_Action):
     @classmethod
     def _normalise(cls, value: Any) -> list[str]:
         if not isinstance(value, str | list):
-            raise ValueError(f"keys {_show(value)} is invalid; give a list of key names such as ['ctrl', 'c']")
+            raise ValueError(
+                f"keys {_show(value)} is invalid; give a list of key names such as ['ctrl', 'c']"
+            )
         try:
             return normalise_keys(value)
         except KeyNameError as exc:
@@ -174,7 +182,12 @@ class Wait(_Action):
     """Wait a number of seconds."""
 
     action: Literal["wait"]
-    time: Annotated[float, BeforeValidator(_check_number), Field(ge=0, le=60), WithJsonSchema({"type": "number", "minimum": 0, "maximum": 60})]
+    time: Annotated[
+        float,
+        BeforeValidator(_check_number),
+        Field(ge=0, le=60),
+        WithJsonSchema({"type": "number", "minimum": 0, "maximum": 60}),
+    ]
 
 
 class Terminate(_Action):
@@ -226,7 +239,17 @@ ACTION_NAMES: tuple[str, ...] = (
     "terminate",
     "answer",
 )
-POINTER_ACTIONS = (MouseMove, LeftClick, RightClick, MiddleClick, DoubleClick, TripleClick, LeftClickDrag, Scroll, HScroll)
+POINTER_ACTIONS = (
+    MouseMove,
+    LeftClick,
+    RightClick,
+    MiddleClick,
+    DoubleClick,
+    TripleClick,
+    LeftClickDrag,
+    Scroll,
+    HScroll,
+)
 FINAL_ACTIONS = (Terminate, Answer)
 
 
@@ -260,7 +283,9 @@ def _describe(exc: ValidationError) -> str:
             parts.append(f"the argument {location!r} is missing")
         elif error["type"] == "extra_forbidden":
             parts.append(f"the argument {location!r} is not allowed")
-        elif location in message or message.startswith(("coordinate", "keys", "unknown key", "invalid key")):
+        elif location in message or message.startswith(
+            ("coordinate", "keys", "unknown key", "invalid key")
+        ):
             parts.append(message)
         else:
             parts.append(f"{location}: {message}")
@@ -310,7 +335,11 @@ def describe_action(action: Action) -> str:
         case LeftClickDrag(coordinate=c):
             return f"Drag to {_grid(c)}"
         case Scroll(pixels=p) | HScroll(pixels=p):
-            direction = ("up" if p > 0 else "down") if action.action == "scroll" else ("left" if p > 0 else "right")
+            direction = (
+                ("up" if p > 0 else "down")
+                if action.action == "scroll"
+                else ("left" if p > 0 else "right")
+            )
             where = f" at {_grid(action.coordinate)}" if action.coordinate else ""
             return f"Scroll {direction} {abs(p):g} px{where}"
         case Wait(time=t):

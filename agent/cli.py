@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="A local computer-use agent: Qwen3-VL models look at the screen and drive "
         "the mouse and keyboard, asking for approval where they should.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (-vv for debug)"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"agent.commands.{name}")

@@ -59,9 +59,13 @@ class ScreenGeometry:
                 f"screenshot size {self.width}x{self.height} is invalid; both sides must be at least 1 px"
             )
         if not math.isfinite(self.scale) or self.scale <= 0:
-            raise GeometryError(f"scale {self.scale!r} is invalid; use a positive number such as 1 or 2")
+            raise GeometryError(
+                f"scale {self.scale!r} is invalid; use a positive number such as 1 or 2"
+            )
         if not (math.isfinite(self.origin_x) and math.isfinite(self.origin_y)):
-            raise GeometryError(f"origin ({self.origin_x}, {self.origin_y}) is invalid; use finite numbers")
+            raise GeometryError(
+                f"origin ({self.origin_x}, {self.origin_y}) is invalid; use finite numbers"
+            )
 
     @property
     def width_points(self) -> int:
@@ -114,10 +118,9 @@ class ScreenGeometry:
 
     def contains_point(self, x: float, y: float) -> bool:
         """Tell whether an input point lies on the captured region (last point included)."""
-        return (
-            self.origin_x <= x <= self.origin_x + _span(self.width_points)
-            and self.origin_y <= y <= self.origin_y + _span(self.height_points)
-        )
+        return self.origin_x <= x <= self.origin_x + _span(
+            self.width_points
+        ) and self.origin_y <= y <= self.origin_y + _span(self.height_points)
 
     def check_point(self, x: float, y: float) -> None:
         if not (math.isfinite(x) and math.isfinite(y)) or not self.contains_point(x, y):

@@ -117,7 +117,14 @@ _ALIASES = {
 }
 
 _MAC_ALIASES = {
-    "linux": {"cmd": "ctrl", "command": "ctrl", "⌘": "ctrl", "option": "alt", "opt": "alt", "⌥": "alt"},
+    "linux": {
+        "cmd": "ctrl",
+        "command": "ctrl",
+        "⌘": "ctrl",
+        "option": "alt",
+        "opt": "alt",
+        "⌥": "alt",
+    },
     "darwin": {
         "cmd": "super",
         "command": "super",
@@ -190,7 +197,9 @@ def normalise_keys(keys: str | Sequence[str], platform: str = "linux") -> list[s
     """
     items = [keys] if isinstance(keys, str) else list(keys)
     if not items:
-        raise KeyNameError("", "the keys list is empty; give at least one key, for example ['enter']")
+        raise KeyNameError(
+            "", "the keys list is empty; give at least one key, for example ['enter']"
+        )
 
     names: list[str] = []
     for item in items:

@@ -89,7 +89,9 @@ def parse_reply(text: str, *, thinking_opened: bool = False) -> ParsedReply:
         for block in _tagged_blocks(thinking)
     ]
     if not closed:
-        error = "the reply was cut off inside the reasoning before any action; finish thinking sooner"
+        error = (
+            "the reply was cut off inside the reasoning before any action; finish thinking sooner"
+        )
         return ParsedReply(ReplyStatus.TRUNCATED, thinking, "", None, tuple(dropped), error)
 
     action: Action | None = None
@@ -108,7 +110,9 @@ def parse_reply(text: str, *, thinking_opened: bool = False) -> ParsedReply:
         if action is None:
             action = parsed
         else:
-            dropped.append(DroppedBlock(block.text, "only the first action runs; one action per step"))
+            dropped.append(
+                DroppedBlock(block.text, "only the first action runs; one action per step")
+            )
 
     if action is not None:
         return ParsedReply(ReplyStatus.OK, thinking, content, action, tuple(dropped))

@@ -31,13 +31,27 @@ VALID = [
 
 def test_all_fourteen_actions_covered() -> None:
     assert {kind for _, kind in VALID} == {
-        a.Key, a.Type, a.MouseMove, a.LeftClick, a.RightClick, a.MiddleClick, a.DoubleClick,
-        a.TripleClick, a.LeftClickDrag, a.Scroll, a.HScroll, a.Wait, a.Terminate, a.Answer,
+        a.Key,
+        a.Type,
+        a.MouseMove,
+        a.LeftClick,
+        a.RightClick,
+        a.MiddleClick,
+        a.DoubleClick,
+        a.TripleClick,
+        a.LeftClickDrag,
+        a.Scroll,
+        a.HScroll,
+        a.Wait,
+        a.Terminate,
+        a.Answer,
     }
     assert len(a.ACTION_NAMES) == 14
 
 
-@pytest.mark.parametrize(("arguments", "kind"), VALID, ids=lambda v: v["action"] if isinstance(v, dict) else "")
+@pytest.mark.parametrize(
+    ("arguments", "kind"), VALID, ids=lambda v: v["action"] if isinstance(v, dict) else ""
+)
 def test_valid_arguments_parse(arguments: dict, kind: type) -> None:
     action = a.parse_action(arguments)
     assert isinstance(action, kind)

@@ -28,7 +28,9 @@ MAPPING_CASES = [
 
 
 @pytest.mark.parametrize(("geometry", "grid", "expected"), MAPPING_CASES)
-def test_grid_to_point_table(geometry: ScreenGeometry, grid: tuple[int, int], expected: tuple[int, int]) -> None:
+def test_grid_to_point_table(
+    geometry: ScreenGeometry, grid: tuple[int, int], expected: tuple[int, int]
+) -> None:
     x, y = geometry.grid_to_point(*grid)
     assert abs(x - expected[0]) <= 2
     assert abs(y - expected[1]) <= 2
@@ -68,8 +70,13 @@ def test_point_outside_region_rejected(geometry: ScreenGeometry, point: tuple[in
 
 @pytest.mark.parametrize(
     "arguments",
-    [dict(width=0, height=10), dict(width=10, height=-1), dict(width=10, height=10, scale=0),
-     dict(width=10, height=10, scale=math.nan), dict(width=10, height=10, origin_x=math.inf)],
+    [
+        dict(width=0, height=10),
+        dict(width=10, height=-1),
+        dict(width=10, height=10, scale=0),
+        dict(width=10, height=10, scale=math.nan),
+        dict(width=10, height=10, origin_x=math.inf),
+    ],
     ids=str,
 )
 def test_invalid_geometry_rejected(arguments: dict) -> None:

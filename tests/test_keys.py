@@ -33,12 +33,33 @@ def test_chords_normalise(written: str | list[str], expected: list[str]) -> None
 
 
 ALIAS_CASES = [
-    ("Return", "enter"), ("enter", "enter"), ("ENTER", "enter"), ("esc", "esc"), ("Escape", "esc"),
-    ("PageDown", "pagedown"), ("Page_Up", "pageup"), ("PgDn", "pagedown"), ("win", "super"),
-    ("Windows", "super"), ("meta", "super"), ("super", "super"), ("F1", "f1"), ("f12", "f12"),
-    ("F24", "f24"), ("ArrowUp", "up"), ("Del", "delete"), ("BackSpace", "backspace"),
-    ("space", "space"), ("a", "a"), ("A", "A"), ("7", "7"), ("/", "/"), ("é", "é"),
-    ("plus", "+"), ("Print", "printscreen"), ("capslock", "capslock"),
+    ("Return", "enter"),
+    ("enter", "enter"),
+    ("ENTER", "enter"),
+    ("esc", "esc"),
+    ("Escape", "esc"),
+    ("PageDown", "pagedown"),
+    ("Page_Up", "pageup"),
+    ("PgDn", "pagedown"),
+    ("win", "super"),
+    ("Windows", "super"),
+    ("meta", "super"),
+    ("super", "super"),
+    ("F1", "f1"),
+    ("f12", "f12"),
+    ("F24", "f24"),
+    ("ArrowUp", "up"),
+    ("Del", "delete"),
+    ("BackSpace", "backspace"),
+    ("space", "space"),
+    ("a", "a"),
+    ("A", "A"),
+    ("7", "7"),
+    ("/", "/"),
+    ("é", "é"),
+    ("plus", "+"),
+    ("Print", "printscreen"),
+    ("capslock", "capslock"),
 ]
 
 
@@ -53,7 +74,12 @@ def test_enter_and_return_are_one_key() -> None:
 
 @pytest.mark.parametrize(
     ("written", "linux", "darwin"),
-    [("cmd", "ctrl", "super"), ("command", "ctrl", "super"), ("⌘", "ctrl", "super"), ("option", "alt", "alt")],
+    [
+        ("cmd", "ctrl", "super"),
+        ("command", "ctrl", "super"),
+        ("⌘", "ctrl", "super"),
+        ("option", "alt", "alt"),
+    ],
 )
 def test_macos_names_have_equivalents(written: str, linux: str, darwin: str) -> None:
     assert normalise_key(written, platform="linux") == linux
@@ -61,8 +87,10 @@ def test_macos_names_have_equivalents(written: str, linux: str, darwin: str) -> 
     assert linux in NAMED_KEYS
 
 
-@pytest.mark.parametrize(("written", "named"), [("ctrl+foo", "foo"), (["ctrl", "hyperkey"], "hyperkey"),
-                                                 ("F25", "F25"), ("", "")])
+@pytest.mark.parametrize(
+    ("written", "named"),
+    [("ctrl+foo", "foo"), (["ctrl", "hyperkey"], "hyperkey"), ("F25", "F25"), ("", "")],
+)
 def test_unknown_key_names_itself(written: str | list[str], named: str) -> None:
     with pytest.raises(KeyNameError) as caught:
         normalise_keys(written)

@@ -12,7 +12,9 @@ from agent.cli import main
 CLICK = '<tool_call>{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [500, 250]}}</tool_call>'
 
 
-def run_parse(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], reply: str, *args: str):
+def run_parse(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], reply: str, *args: str
+):
     monkeypatch.setattr("sys.stdin", io.StringIO(reply))
     code = main(["parse", *args])
     captured = capsys.readouterr()
@@ -20,7 +22,9 @@ def run_parse(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str
 
 
 def test_parse_prints_point(monkeypatch, capsys) -> None:
-    code, out, _ = run_parse(monkeypatch, capsys, "Find it.</think>" + CLICK, "--screen", "1920x1080")
+    code, out, _ = run_parse(
+        monkeypatch, capsys, "Find it.</think>" + CLICK, "--screen", "1920x1080"
+    )
     result = json.loads(out)
     assert code == 0
     assert result["thinking"] == "Find it."
@@ -31,7 +35,9 @@ def test_parse_prints_point(monkeypatch, capsys) -> None:
 
 def test_parse_scale_and_origin(monkeypatch, capsys) -> None:
     reply = CLICK.replace("[500, 250]", "[500, 500]")
-    code, out, _ = run_parse(monkeypatch, capsys, reply, "--screen", "2560x1600", "--scale", "2", "--origin=-1280,0")
+    code, out, _ = run_parse(
+        monkeypatch, capsys, reply, "--screen", "2560x1600", "--scale", "2", "--origin=-1280,0"
+    )
     assert code == 0
     assert json.loads(out)["point"] == [-640, 400]
 
@@ -55,12 +61,18 @@ def test_parse_reports_dropped(monkeypatch, capsys) -> None:
     ("reply", "flags", "message"),
     [
         ("still thinking about", ["--thinking"], "truncated"),
-        ('<tool_call>{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [5, 2000]}}'
-         "</tool_call>", [], "0 to 1000"),
+        (
+            '<tool_call>{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [5, 2000]}}'
+            "</tool_call>",
+            [],
+            "0 to 1000",
+        ),
         ("no action here", [], "no_action"),
     ],
 )
-def test_parse_exits_2_without_action(monkeypatch, capsys, reply: str, flags: list[str], message: str) -> None:
+def test_parse_exits_2_without_action(
+    monkeypatch, capsys, reply: str, flags: list[str], message: str
+) -> None:
     code, _, err = run_parse(monkeypatch, capsys, reply, "--screen", "800x600", *flags)
     assert code == 2
     assert message in err

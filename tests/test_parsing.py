@@ -17,8 +17,18 @@ def call(body: str) -> str:
 
 OK_CASES = [
     ("plain tool call", call(CLICK), LeftClick, ""),
-    ("both think tags", f"<think>look at the button</think>\n{call(CLICK)}", LeftClick, "look at the button"),
-    ("only closing think tag", f"look at the button\n</think>\n\n{call(CLICK)}", LeftClick, "look at the button"),
+    (
+        "both think tags",
+        f"<think>look at the button</think>\n{call(CLICK)}",
+        LeftClick,
+        "look at the button",
+    ),
+    (
+        "only closing think tag",
+        f"look at the button\n</think>\n\n{call(CLICK)}",
+        LeftClick,
+        "look at the button",
+    ),
     ("action line before call", f"Action: click Submit\n{call(CLICK)}", LeftClick, ""),
     ("text after json in block", call(CLICK + " trailing ]} text"), LeftClick, ""),
     ("brackets after the call", call(CLICK) + " ]]} {{", LeftClick, ""),
@@ -27,23 +37,49 @@ OK_CASES = [
     ("fenced json inside tags", call(f"```json\n{CLICK}\n```"), LeftClick, ""),
     ("untagged json", f"I will click. {CLICK}", LeftClick, ""),
     ("bare arguments", '{"action": "type", "text": "hi"}', Type, ""),
-    ("arguments as json string",
-     call('{"name": "computer_use", "arguments": "{\\"action\\": \\"wait\\", \\"time\\": 1}"}'), Wait, ""),
-    ("key chord string",
-     call('{"name": "computer_use", "arguments": {"action": "key", "keys": "ctrl+shift+t"}}'), Key, ""),
+    (
+        "arguments as json string",
+        call('{"name": "computer_use", "arguments": "{\\"action\\": \\"wait\\", \\"time\\": 1}"}'),
+        Wait,
+        "",
+    ),
+    (
+        "key chord string",
+        call('{"name": "computer_use", "arguments": {"action": "key", "keys": "ctrl+shift+t"}}'),
+        Key,
+        "",
+    ),
     ("first of two good blocks", call(CLICK) + call(WAIT), LeftClick, ""),
-    ("good block after bad one", call('{"name": "computer_use", "arguments": {"action": "fly"}}') + call(WAIT),
-     Wait, ""),
-    ("good block after broken json", call('{"name": "computer_use", "arguments": {"action": ') + call(WAIT),
-     Wait, ""),
-    ("unicode text", call('{"name": "computer_use", "arguments": {"action": "type", "text": "café Ω <b>"}}'),
-     Type, ""),
-    ("think call then real call",
-     f"<think>maybe {call(WAIT)}</think>{call(CLICK)}", LeftClick, f"maybe {call(WAIT)}"),
+    (
+        "good block after bad one",
+        call('{"name": "computer_use", "arguments": {"action": "fly"}}') + call(WAIT),
+        Wait,
+        "",
+    ),
+    (
+        "good block after broken json",
+        call('{"name": "computer_use", "arguments": {"action": ') + call(WAIT),
+        Wait,
+        "",
+    ),
+    (
+        "unicode text",
+        call('{"name": "computer_use", "arguments": {"action": "type", "text": "café Ω <b>"}}'),
+        Type,
+        "",
+    ),
+    (
+        "think call then real call",
+        f"<think>maybe {call(WAIT)}</think>{call(CLICK)}",
+        LeftClick,
+        f"maybe {call(WAIT)}",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("label", "reply", "kind", "thinking"), OK_CASES, ids=[c[0] for c in OK_CASES])
+@pytest.mark.parametrize(
+    ("label", "reply", "kind", "thinking"), OK_CASES, ids=[c[0] for c in OK_CASES]
+)
 def test_parse_ok(label: str, reply: str, kind: type, thinking: str) -> None:
     parsed = parse_reply(reply)
     assert parsed.status is ReplyStatus.OK, parsed.error
@@ -64,11 +100,15 @@ INVALID_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("label", "coordinate", "named"), INVALID_CASES, ids=[c[0] for c in INVALID_CASES])
+@pytest.mark.parametrize(
+    ("label", "coordinate", "named"), INVALID_CASES, ids=[c[0] for c in INVALID_CASES]
+)
 def test_parse_invalid_coordinate(label: str, coordinate: object, named: str) -> None:
     import json
 
-    body = json.dumps({"name": "computer_use", "arguments": {"action": "left_click", "coordinate": coordinate}})
+    body = json.dumps(
+        {"name": "computer_use", "arguments": {"action": "left_click", "coordinate": coordinate}}
+    )
     parsed = parse_reply(call(body))
     assert parsed.status is ReplyStatus.INVALID
     assert parsed.action is None
@@ -78,7 +118,10 @@ def test_parse_invalid_coordinate(label: str, coordinate: object, named: str) ->
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_parse_non_finite_coordinate(literal: str) -> None:
-    body = '{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [%s, 5]}}' % literal
+    body = (
+        '{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [%s, 5]}}'
+        % literal
+    )
     parsed = parse_reply(call(body))
     assert parsed.status is ReplyStatus.INVALID
     assert "not finite" in parsed.error
@@ -86,12 +129,31 @@ def test_parse_non_finite_coordinate(literal: str) -> None:
 
 REJECTED_CASES = [
     ("unknown tool", '{"name": "browser", "arguments": {"action": "left_click"}}', "unknown tool"),
-    ("unknown action", '{"name": "computer_use", "arguments": {"action": "fly"}}', "unknown action"),
-    ("missing argument", '{"name": "computer_use", "arguments": {"action": "type"}}', "'text' is missing"),
-    ("extra argument", '{"name": "computer_use", "arguments": {"action": "wait", "time": 1, "x": 2}}',
-     "'x' is not allowed"),
-    ("unknown key", '{"name": "computer_use", "arguments": {"action": "key", "keys": ["ctrl", "foo"]}}', "'foo'"),
-    ("bad status", '{"name": "computer_use", "arguments": {"action": "terminate", "status": "ok"}}', "status"),
+    (
+        "unknown action",
+        '{"name": "computer_use", "arguments": {"action": "fly"}}',
+        "unknown action",
+    ),
+    (
+        "missing argument",
+        '{"name": "computer_use", "arguments": {"action": "type"}}',
+        "'text' is missing",
+    ),
+    (
+        "extra argument",
+        '{"name": "computer_use", "arguments": {"action": "wait", "time": 1, "x": 2}}',
+        "'x' is not allowed",
+    ),
+    (
+        "unknown key",
+        '{"name": "computer_use", "arguments": {"action": "key", "keys": ["ctrl", "foo"]}}',
+        "'foo'",
+    ),
+    (
+        "bad status",
+        '{"name": "computer_use", "arguments": {"action": "terminate", "status": "ok"}}',
+        "status",
+    ),
     ("arguments not object", '{"name": "computer_use", "arguments": [1, 2]}', "not a JSON object"),
     ("no arguments", '{"name": "computer_use"}', "no 'arguments'"),
     ("not json", "click the button please", "no JSON"),
@@ -99,7 +161,9 @@ REJECTED_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("label", "body", "named"), REJECTED_CASES, ids=[c[0] for c in REJECTED_CASES])
+@pytest.mark.parametrize(
+    ("label", "body", "named"), REJECTED_CASES, ids=[c[0] for c in REJECTED_CASES]
+)
 def test_parse_rejects_block(label: str, body: str, named: str) -> None:
     parsed = parse_reply(call(body))
     assert parsed.status in (ReplyStatus.INVALID, ReplyStatus.TRUNCATED)
@@ -122,7 +186,9 @@ TRUNCATED_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("label", "reply", "opened"), TRUNCATED_CASES, ids=[c[0] for c in TRUNCATED_CASES])
+@pytest.mark.parametrize(
+    ("label", "reply", "opened"), TRUNCATED_CASES, ids=[c[0] for c in TRUNCATED_CASES]
+)
 def test_cut_off_reasoning_runs_nothing(label: str, reply: str, opened: bool) -> None:
     parsed = parse_reply(reply, thinking_opened=opened)
     assert parsed.status is ReplyStatus.TRUNCATED
@@ -137,7 +203,9 @@ def test_call_inside_reasoning_is_dropped() -> None:
 
 
 def test_cut_off_tool_call_is_truncated() -> None:
-    parsed = parse_reply('</think><tool_call>{"name": "computer_use", "arguments": {"action": "left_cl')
+    parsed = parse_reply(
+        '</think><tool_call>{"name": "computer_use", "arguments": {"action": "left_cl'
+    )
     assert parsed.status is ReplyStatus.TRUNCATED
     assert parsed.action is None
 
@@ -150,7 +218,9 @@ def test_extra_blocks_reported_as_dropped() -> None:
 
 
 def test_bad_block_reported_beside_good_one() -> None:
-    parsed = parse_reply(call('{"name": "computer_use", "arguments": {"action": "fly"}}') + call(CLICK))
+    parsed = parse_reply(
+        call('{"name": "computer_use", "arguments": {"action": "fly"}}') + call(CLICK)
+    )
     assert isinstance(parsed.action, LeftClick)
     assert "unknown action" in parsed.dropped[0].reason
 
@@ -164,7 +234,9 @@ def test_plain_text_reply_has_no_action() -> None:
 def test_reply_is_never_evaluated(tmp_path) -> None:
     marker = tmp_path / "pwned"
     payload = f"__import__('pathlib').Path({str(marker)!r}).touch()"
-    body = '{"name": "computer_use", "arguments": {"action": "type", "text": %s}}' % __import__("json").dumps(payload)
+    body = '{"name": "computer_use", "arguments": {"action": "type", "text": %s}}' % __import__(
+        "json"
+    ).dumps(payload)
     parsed = parse_reply(call(body) + call(payload))
     assert isinstance(parsed.action, Type)
     assert parsed.action.text == payload

@@ -9,7 +9,13 @@ from agent.scroll import PIXELS_PER_WHEEL_CLICK, browser_wheel_delta, x11_wheel_
 
 @pytest.mark.parametrize(
     ("pixels", "horizontal", "dx", "dy"),
-    [(300, False, 0, -300), (-300, False, 0, 300), (120, True, -120, 0), (-120, True, 120, 0), (0, False, 0, 0)],
+    [
+        (300, False, 0, -300),
+        (-300, False, 0, 300),
+        (120, True, -120, 0),
+        (-120, True, 120, 0),
+        (0, False, 0, 0),
+    ],
 )
 def test_browser_delta_flips_sign(pixels: float, horizontal: bool, dx: float, dy: float) -> None:
     delta = browser_wheel_delta(pixels, horizontal)

@@ -17,7 +17,7 @@ from agent.geometry import ScreenGeometry
 from agent.parsing import parse_reply
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "parse",
         help="parse one raw model reply from stdin and print the action as JSON",
@@ -26,19 +26,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "action can run.",
     )
     parser.add_argument(
-        "--screen", required=True, type=_size, metavar="WIDTHxHEIGHT",
+        "--screen",
+        required=True,
+        type=_size,
+        metavar="WIDTHxHEIGHT",
         help="size of the screenshot the model saw, in pixels, for example 1920x1080",
     )
     parser.add_argument(
-        "--scale", type=float, default=1.0,
+        "--scale",
+        type=float,
+        default=1.0,
         help="screenshot pixels per input point: 2 on a HiDPI screen (default: 1)",
     )
     parser.add_argument(
-        "--origin", type=_origin, default=(0.0, 0.0), metavar="X,Y",
+        "--origin",
+        type=_origin,
+        default=(0.0, 0.0),
+        metavar="X,Y",
         help="input-point position of the screenshot's top-left corner (default: 0,0)",
     )
     parser.add_argument(
-        "--thinking", action="store_true",
+        "--thinking",
+        action="store_true",
         help="the prompt opened <think>, as the Thinking model's does, so a reply "
         "without </think> was cut off",
     )
@@ -56,7 +65,12 @@ def run(args: argparse.Namespace) -> int:
     parsed = parse_reply(sys.stdin.read(), thinking_opened=args.thinking)
     dropped = [{"reason": block.reason, "text": block.text} for block in parsed.dropped]
     if parsed.action is None:
-        print(json.dumps({"status": str(parsed.status), "thinking": parsed.thinking, "dropped": dropped}, indent=2))
+        print(
+            json.dumps(
+                {"status": str(parsed.status), "thinking": parsed.thinking, "dropped": dropped},
+                indent=2,
+            )
+        )
         print(f"error: {parsed.status}: {parsed.error}", file=sys.stderr)
         return 2
 
@@ -80,7 +94,9 @@ def _size(text: str) -> tuple[int, int]:
             f"invalid screen size {text!r}; write WIDTHxHEIGHT in pixels, for example 1920x1080"
         ) from None
     if width < 1 or height < 1:
-        raise argparse.ArgumentTypeError(f"invalid screen size {text!r}; both sides must be at least 1")
+        raise argparse.ArgumentTypeError(
+            f"invalid screen size {text!r}; both sides must be at least 1"
+        )
     return width, height
 
 

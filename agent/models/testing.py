@@ -61,14 +61,18 @@ class ScriptedModel:
         elif self._queue:
             reply = self._queue.popleft()
         else:
-            raise ModelError(f"{self.name}: no scripted reply left for request {len(self.requests)}")
+            raise ModelError(
+                f"{self.name}: no scripted reply left for request {len(self.requests)}"
+            )
         return _deliver(request, reply, self.thinking)
 
 
 class ReplayModel:
     """A strict model that serves recorded replies in order, for deterministic replays."""
 
-    def __init__(self, replies: Iterable[str | ModelReply], *, name: str = "replay", thinking: bool = False) -> None:
+    def __init__(
+        self, replies: Iterable[str | ModelReply], *, name: str = "replay", thinking: bool = False
+    ) -> None:
         self.name = name
         self.thinking = thinking
         self.requests: list[ChatRequest] = []
