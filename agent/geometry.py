@@ -116,18 +116,25 @@ class ScreenGeometry:
         self._check_pixel(x, y)
         return _fraction(x, self.width) * GRID_MAX, _fraction(y, self.height) * GRID_MAX
 
+    @property
+    def last_point(self) -> tuple[float, float]:
+        """The largest input point on the captured region: the last whole point or the last pixel."""
+        return (
+            self.origin_x + max(_span(self.width_points), (self.width - 1) / self.scale),
+            self.origin_y + max(_span(self.height_points), (self.height - 1) / self.scale),
+        )
+
     def contains_point(self, x: float, y: float) -> bool:
-        """Tell whether an input point lies on the captured region (last point included)."""
-        return self.origin_x <= x <= self.origin_x + _span(
-            self.width_points
-        ) and self.origin_y <= y <= self.origin_y + _span(self.height_points)
+        """Tell whether an input point lies on the captured region, its last point included."""
+        last_x, last_y = self.last_point
+        return self.origin_x <= x <= last_x and self.origin_y <= y <= last_y
 
     def check_point(self, x: float, y: float) -> None:
         if not (math.isfinite(x) and math.isfinite(y)) or not self.contains_point(x, y):
+            last_x, last_y = self.last_point
             raise GeometryError(
                 f"input point ({x}, {y}) is outside the captured region from "
-                f"({self.origin_x}, {self.origin_y}) to "
-                f"({self.origin_x + _span(self.width_points)}, {self.origin_y + _span(self.height_points)})"
+                f"({self.origin_x:g}, {self.origin_y:g}) to ({last_x:g}, {last_y:g})"
             )
 
     def _check_pixel(self, x: float, y: float) -> None:
