@@ -89,6 +89,17 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class ServerSpec:
+    """An OpenAI-compatible server that serves the models in place of local GGUF files."""
+
+    base_url: str
+    instruct_model: str
+    thinking_model: str | None = None
+    # Name of the environment variable holding the API key; the key itself is never stored.
+    api_key_env: str | None = None
+
+
+@dataclass(frozen=True)
 class RuntimeOptions:
     """Options for loading the models with llama.cpp."""
 
@@ -114,6 +125,7 @@ class RunConfig:
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
     settings: LoopSettings = field(default_factory=LoopSettings)
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+    server: ServerSpec | None = None
     # Secret values by name; kept out of repr so they never reach a log line.
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
     labels: tuple[str, ...] = ()
@@ -179,6 +191,8 @@ def run_agent(
 
 def load_models(config: RunConfig, stack: contextlib.ExitStack) -> Models:
     """Load the configured GGUF models with llama.cpp; `stack` closes them after the run."""
+    if config.server is not None:
+        return server_models(config.server, config.settings.mode)
     if config.instruct is None:
         raise ConfigError(
             "no Instruct model is configured; pass --instruct-model and --instruct-mmproj"
@@ -212,6 +226,23 @@ def load_models(config: RunConfig, stack: contextlib.ExitStack) -> Models:
         if config.thinking and config.settings.mode is not Mode.SINGLE
         else None
     )
+    return Models(instruct, thinking)
+
+
+def server_models(server: ServerSpec, mode: Mode) -> Models:
+    """Connect to the models an OpenAI-compatible server serves."""
+    from agent.models.http import OpenAICompatibleModel
+
+    api_key = os.environ.get(server.api_key_env) if server.api_key_env else None
+    if server.api_key_env and api_key is None:
+        raise ConfigError(
+            f"the environment variable {server.api_key_env} is not set; export the API key "
+            "there or drop --api-key-env"
+        )
+    instruct = OpenAICompatibleModel(server.base_url, server.instruct_model, api_key=api_key)
+    if mode is Mode.SINGLE or server.thinking_model is None:
+        return Models(instruct, None)
+    thinking = OpenAICompatibleModel(server.base_url, server.thinking_model, api_key=api_key)
     return Models(instruct, thinking)
 
 

@@ -34,6 +34,7 @@ from agent.runner import (
     ModelSpec,
     RunConfig,
     RuntimeOptions,
+    ServerSpec,
     default_record_dir,
     run_agent,
 )
@@ -120,6 +121,25 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--thinking-mmproj", type=Path, metavar="GGUF", help="its vision projector (mmproj) file"
+    )
+    group.add_argument(
+        "--api-base",
+        metavar="URL",
+        help="use an OpenAI-compatible server (llama-server, Ollama, vLLM, SGLang) instead of "
+        "GGUF files, for example http://127.0.0.1:8080/v1",
+    )
+    group.add_argument(
+        "--api-model", metavar="NAME", help="the server's Instruct model name (with --api-base)"
+    )
+    group.add_argument(
+        "--api-thinking-model",
+        metavar="NAME",
+        help="the server's Thinking model name, used as the planner (with --api-base)",
+    )
+    group.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help="environment variable that holds the server's API key (default: no key)",
     )
     group.add_argument(
         "--mode",
@@ -313,12 +333,19 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     if not args.task.strip() and not args.miniwob:
         raise ConfigError('a task is missing; run `agent run "what to do"` or give --miniwob TASK')
     executor = _executor_spec(args)
-    instruct, thinking = resolve_models(args)
-    default_mode = Mode.TWO_MODEL if thinking else Mode.SINGLE
+    server = _server_spec(args)
+    if server is not None:
+        instruct, thinking = None, None
+        has_planner = server.thinking_model is not None
+    else:
+        instruct, thinking = resolve_models(args)
+        has_planner = thinking is not None
+    default_mode = Mode.TWO_MODEL if has_planner else Mode.SINGLE
     mode = Mode(args.mode) if args.mode else default_mode
-    if mode is not Mode.SINGLE and thinking is None:
+    if mode is not Mode.SINGLE and not has_planner:
         raise ConfigError(
-            f"mode {mode} needs a Thinking model; pass --thinking-model and --thinking-mmproj"
+            f"mode {mode} needs a Thinking model; pass --thinking-model and --thinking-mmproj "
+            "(or --api-thinking-model with --api-base)"
         )
     task = args.task.strip()
     record_dir = args.record or default_record_dir(task or f"miniwob-{args.miniwob}")
@@ -334,8 +361,25 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         executor=executor,
         settings=_loop_settings(args, mode),
         runtime=_runtime_options(args),
+        server=server,
         secrets=read_secrets(args.secret),
     )
+
+
+def _server_spec(args: argparse.Namespace) -> ServerSpec | None:
+    if args.api_base is None:
+        for option in ("api_model", "api_thinking_model", "api_key_env"):
+            if getattr(args, option) is not None:
+                flag = "--" + option.replace("_", "-")
+                raise ConfigError(f"{flag} needs --api-base URL, the server's address")
+        return None
+    if args.api_model is None:
+        raise ConfigError(
+            "--api-base needs --api-model NAME, the name the server gives the Instruct model"
+        )
+    if args.instruct_model or args.thinking_model:
+        raise ConfigError("use either --api-base or GGUF model files, not both")
+    return ServerSpec(args.api_base, args.api_model, args.api_thinking_model, args.api_key_env)
 
 
 def _executor_spec(args: argparse.Namespace) -> ExecutorSpec:
