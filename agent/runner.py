@@ -57,6 +57,8 @@ class ExecutorSpec:
     monitor: int | None = None
     miniwob_task: str | None = None
     miniwob_seed: int = 0
+    # Shell-style URL patterns the browser may load; empty allows every URL.
+    allowed_urls: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in EXECUTOR_KINDS:
@@ -69,6 +71,7 @@ class ExecutorSpec:
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["viewport"] = list(self.viewport)
+        data["allowed_urls"] = list(self.allowed_urls)
         return data
 
     @classmethod
@@ -77,6 +80,8 @@ class ExecutorSpec:
         known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
         if "viewport" in known:
             known["viewport"] = tuple(known["viewport"])
+        if "allowed_urls" in known:
+            known["allowed_urls"] = tuple(known["allowed_urls"])
         return cls(**known)
 
 
@@ -268,7 +273,15 @@ def build_executor(spec: ExecutorSpec) -> Executor:
         viewport=spec.viewport,
         device_scale_factor=spec.device_scale_factor,
         executable_path=spec.browser_path,
+        allowed_urls=_allowed_urls(spec, url),
     )
+
+
+def _allowed_urls(spec: ExecutorSpec, start_url: str) -> tuple[str, ...] | None:
+    """Return the allow-list, with the start page added so that it can always load."""
+    if not spec.allowed_urls:
+        return None
+    return (*spec.allowed_urls, start_url)
 
 
 def _prepare_target(

@@ -81,3 +81,41 @@ def test_server_options_checked(
 
     assert code == EXIT_USAGE
     assert message in capsys.readouterr().err
+
+
+def test_allow_list_blocks_other_pages(server: FakeServer, tmp_path: Path) -> None:  # noqa: F811
+    link_page = (
+        "data:text/html,<a href='http://127.0.0.1:9/elsewhere' style='display:block;"
+        "width:100vw;height:100vh'>away</a>"
+    )
+    server.script = [
+        Canned(body=completion(_call(action="left_click", coordinate=[500, 500]))),
+        Canned(body=completion(_call(action="terminate", status="failure"))),
+    ]
+    record = tmp_path / "rec"
+
+    main(
+        [
+            "run",
+            "follow the link",
+            "--url",
+            link_page,
+            "--allow-url",
+            "https://example.test/*",
+            "--api-base",
+            server.base_url,
+            "--api-model",
+            "m",
+            "--yes",
+            "--no-tui",
+            "--record",
+            str(record),
+        ]
+    )
+
+    recording = Recording.open(record)
+    first = recording.steps[0].raw
+    assert first["result"]["ok"] is False
+    assert "http://127.0.0.1:9/elsewhere" in first["result"]["reason"]
+    assert recording.steps[1].raw["extras"]["url"].startswith("data:text/html")
+    assert recording.manifest["executor"]["allowed_urls"] == ["https://example.test/*"]

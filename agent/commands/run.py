@@ -92,6 +92,14 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         "--browser", metavar="PATH", help="Chromium executable (default: the system Chromium)"
     )
     group.add_argument(
+        "--allow-url",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="let the browser load only URLs matching this shell-style pattern, such as "
+        "'https://example.com/*'; repeat for more patterns (default: any URL)",
+    )
+    group.add_argument(
         "--monitor",
         type=int,
         metavar="N",
@@ -393,6 +401,7 @@ def _executor_spec(args: argparse.Namespace) -> ExecutorSpec:
         monitor=args.monitor,
         miniwob_task=args.miniwob,
         miniwob_seed=args.seed,
+        allowed_urls=tuple(args.allow_url),
     )
 
 
