@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from agent.cli import EXIT_OK
+from agent.commands.run import positive_int
 from agent.recording import Recording
 from agent.report import DEFAULT_NAME, MAX_IMAGE_WIDTH, write_report
 
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--image-width",
-        type=_positive_int,
+        type=positive_int,
         default=MAX_IMAGE_WIDTH,
         metavar="PX",
         help=f"downscale wider screenshots to this width in pixels (default: {MAX_IMAGE_WIDTH})",
@@ -47,13 +48,3 @@ def run(args: argparse.Namespace) -> int:
     path = write_report(recording, args.output, max_image_width=args.image_width)
     print(f"Wrote the report of {len(recording.steps)} steps to {path}")
     return EXIT_OK
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is invalid; use 1 or more")
-    return value

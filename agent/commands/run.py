@@ -199,7 +199,7 @@ def _add_limit_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("limits and recording")
     group.add_argument(
         "--max-steps",
-        type=_positive_int,
+        type=positive_int,
         default=30,
         metavar="N",
         help="stop after N steps (default: 30)",
@@ -209,13 +209,13 @@ def _add_limit_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--max-tokens",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="stop after the models generated N tokens in all",
     )
     group.add_argument(
         "--history-images",
-        type=_positive_int,
+        type=positive_int,
         default=4,
         metavar="N",
         help="screenshots kept in each prompt (default: 4)",
@@ -593,7 +593,7 @@ def _token_range(text: str) -> tuple[int, int]:
     return low, high
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError as exc:
