@@ -88,6 +88,16 @@ FiniteNumber: TypeAlias = Annotated[
     float, BeforeValidator(_check_number), WithJsonSchema({"type": "number"})
 ]
 
+# One scroll moves at most this many pixels, about ten screens; a larger amount is a
+# model error, and on X11 it would queue hundreds of wheel clicks.
+MAX_SCROLL_PIXELS = 10000
+ScrollPixels: TypeAlias = Annotated[
+    float,
+    BeforeValidator(_check_number),
+    Field(ge=-MAX_SCROLL_PIXELS, le=MAX_SCROLL_PIXELS),
+    WithJsonSchema({"type": "number", "minimum": -MAX_SCROLL_PIXELS, "maximum": MAX_SCROLL_PIXELS}),
+]
+
 
 class _Action(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -166,7 +176,7 @@ class Scroll(_Action):
     """Scroll vertically; positive `pixels` scrolls up. The optional coordinate moves the pointer first."""
 
     action: Literal["scroll"]
-    pixels: FiniteNumber
+    pixels: ScrollPixels
     coordinate: Coordinate | None = None
 
 
@@ -174,7 +184,7 @@ class HScroll(_Action):
     """Scroll horizontally; positive `pixels` scrolls left."""
 
     action: Literal["hscroll"]
-    pixels: FiniteNumber
+    pixels: ScrollPixels
     coordinate: Coordinate | None = None
 
 

@@ -166,12 +166,28 @@ def _tagged_blocks(text: str) -> list[_Candidate]:
 
 def _content_blocks(content: str) -> list[_Candidate]:
     if CALL_OPEN in content:
-        return _tagged_blocks(content)
-    fenced = [_Candidate(match.group(1)) for match in _FENCE.finditer(content)]
-    if fenced:
-        return fenced
-    untagged = _untagged_json(content)
-    return [untagged] if untagged else []
+        blocks = _tagged_blocks(content)
+    else:
+        blocks = [_Candidate(match.group(1)) for match in _FENCE.finditer(content)]
+        if not blocks:
+            untagged = _untagged_json(content)
+            blocks = [untagged] if untagged else []
+    return [item for block in blocks for item in _split_array(block)]
+
+
+def _split_array(block: _Candidate) -> list[_Candidate]:
+    """Split a block holding a JSON array of calls into one candidate per call."""
+    fenced = _FENCE.search(block.text)
+    body = (fenced.group(1) if fenced else block.text).strip()
+    if not body.startswith("["):
+        return [block]
+    try:
+        value, _ = _DECODER.raw_decode(body)
+    except json.JSONDecodeError:
+        return [block]
+    if not isinstance(value, list) or not value:
+        return [block]
+    return [_Candidate(json.dumps(item)) for item in value]
 
 
 def _untagged_json(content: str) -> _Candidate | None:
@@ -182,7 +198,17 @@ def _untagged_json(content: str) -> _Candidate | None:
         except json.JSONDecodeError:
             continue
         if isinstance(value, dict) and ("name" in value or "action" in value):
-            return _Candidate(content[match.start() : end])
+            start = match.start()
+            # A call inside a JSON array: take the whole array, so every call in it is judged.
+            before = content[:start].rstrip()
+            if before.endswith("["):
+                array_start = len(before) - 1
+                try:
+                    _, array_end = _DECODER.raw_decode(content, array_start)
+                except json.JSONDecodeError:
+                    return _Candidate(content[start:end])
+                return _Candidate(content[array_start:array_end])
+            return _Candidate(content[start:end])
     brace = content.find("{")
     if brace != -1 and re.search(r'"(name|action)"\s*:', content[brace:]):
         return _Candidate(content[brace:], complete=False)

@@ -33,7 +33,8 @@ TITLE_EXTRAS = ("window_title", "title", "wm_class", "app")
 
 _TERMINAL_NAMES = re.compile(
     r"\b(terminal|xterm|uxterm|konsole|tilix|terminator|alacritty|kitty|wezterm|urxvt|rxvt|"
-    r"tmux|bash|zsh|fish|sh|ssh|powershell|pwsh|cmd\.exe|command prompt|iterm2?|guake|yakuake)\b",
+    r"tmux|bash|zsh|fish|sh|ssh|powershell|pwsh|cmd\.exe|command prompt|iterm2?|guake|yakuake|"
+    r"console|kgx|ptyxis|foot|st-256color|sakura|lxterminal|mate-terminal|xfce4-terminal)\b",
     re.IGNORECASE,
 )
 _SHELL_PROMPT = re.compile(r"\w[\w.-]*@[\w.-]+:\s*[~/]")
@@ -50,6 +51,9 @@ DESTRUCTIVE_CHORDS: dict[frozenset[str], str] = {
     frozenset({"ctrl", "alt", "backspace"}): "kills the X server and every open application",
 }
 TERMINAL_CHORDS: dict[frozenset[str], str] = {
+    # A terminal reads ctrl+m as carriage return and ctrl+j as line feed, so both run a command.
+    frozenset({"ctrl", "m"}): "runs the command line, like Enter",
+    frozenset({"ctrl", "j"}): "runs the command line, like Enter",
     frozenset({"ctrl", "c"}): "interrupts the running command",
     frozenset({"ctrl", "d"}): "ends the input, which can close the shell",
     frozenset({"ctrl", "z"}): "suspends the running command",
@@ -78,11 +82,18 @@ def assess_risk(action: Action, observation: Observation) -> str:
     terminal = is_terminal_title(title)
     reasons: list[str] = []
     if isinstance(action, Key):
+        # A chord with extra keys (ctrl+alt+shift+delete) still does what its core does.
         chord = frozenset(action.keys)
-        if chord in DESTRUCTIVE_CHORDS:
-            reasons.append(f"{'+'.join(action.keys)} {DESTRUCTIVE_CHORDS[chord]}")
-        if terminal and chord in TERMINAL_CHORDS:
-            reasons.append(f"{'+'.join(action.keys)} in a terminal {TERMINAL_CHORDS[chord]}")
+        shown = "+".join(action.keys)
+        reasons.extend(
+            f"{shown} {effect}" for keys, effect in DESTRUCTIVE_CHORDS.items() if keys <= chord
+        )
+        if terminal:
+            reasons.extend(
+                f"{shown} in a terminal {effect}"
+                for keys, effect in TERMINAL_CHORDS.items()
+                if keys <= chord
+            )
         if terminal and "enter" in chord:
             reasons.append(f"Enter in the terminal-like window {title!r} runs a command")
     if isinstance(action, Type):

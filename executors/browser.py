@@ -572,17 +572,25 @@ class BrowserExecutor:
         return ScreenGeometry(round(width * scale), round(height * scale), scale=scale)
 
 
+# Larger pages make Chromium's screenshot time out, and the model sees them scaled down anyway.
+MAX_VIEWPORT_SIDE = 8192
+MAX_DEVICE_SCALE_FACTOR = 4.0
+
+
 def _check_config(
     viewport: tuple[int, int], device_scale_factor: float, settle_s: float, timeout_s: float
 ) -> None:
-    if len(viewport) != 2 or any(not isinstance(side, int) or side < 1 for side in viewport):
+    if len(viewport) != 2 or any(
+        not isinstance(side, int) or not 1 <= side <= MAX_VIEWPORT_SIDE for side in viewport
+    ):
         raise ConfigError(
-            f"viewport {viewport!r} is invalid; give (width, height) in CSS pixels, both at least 1"
+            f"viewport {viewport!r} is invalid; give (width, height) in CSS pixels, "
+            f"each from 1 to {MAX_VIEWPORT_SIDE}"
         )
-    if not device_scale_factor > 0:
+    if not 0 < device_scale_factor <= MAX_DEVICE_SCALE_FACTOR:
         raise ConfigError(
             f"device scale factor {device_scale_factor!r} is invalid; "
-            "use a positive number such as 1 or 2"
+            f"use a number above 0 and at most {MAX_DEVICE_SCALE_FACTOR:g}, such as 1 or 2"
         )
     if settle_s < 0 or timeout_s <= 0:
         raise ConfigError(

@@ -64,6 +64,8 @@ INVALID = [
     ({"action": "wait", "time": 3600}, "time"),
     ({"action": "scroll"}, "'pixels' is missing"),
     ({"action": "scroll", "pixels": "up"}, "pixels"),
+    ({"action": "scroll", "pixels": -1000000000000}, "pixels"),
+    ({"action": "hscroll", "pixels": 10001}, "pixels"),
     ({"action": "mouse_move"}, "'coordinate' is missing"),
     ({"action": "left_click_drag", "coordinate": None}, "coordinate"),
     ({"action": "key", "keys": []}, "empty"),

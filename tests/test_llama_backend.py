@@ -334,6 +334,8 @@ GRAMMAR_CASES = [
     ("chord", CALL.format('{"action": "key", "keys": ["ctrl", "shift", "t"]}'), True),
     ("type", CALL.format('{"action": "type", "text": "hi \\"you\\""}'), True),
     ("scroll", CALL.format('{"action": "scroll", "pixels": -300, "coordinate": [1, 2]}'), True),
+    ("largest scroll", CALL.format('{"action": "hscroll", "pixels": -10000}'), True),
+    ("scroll too far", CALL.format('{"action": "scroll", "pixels": 10001}'), False),
     ("wait", CALL.format('{"action": "wait", "time": 60}'), True),
     ("terminate", CALL.format('{"action": "terminate", "status": "failure"}'), True),
     ("action line first", "Action: click OK.\n" + CALL.format('{"action": "left_click"}'), True),

@@ -241,3 +241,28 @@ def test_reply_is_never_evaluated(tmp_path) -> None:
     assert isinstance(parsed.action, Type)
     assert parsed.action.text == payload
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        f"[{CLICK}, {WAIT}]",
+        call(f"[{CLICK}, {WAIT}]"),
+        f"```json\n[{CLICK}, {WAIT}]\n```",
+        f"Here are my calls: [{CLICK}, {WAIT}] done",
+    ],
+    ids=["bare array", "array in tags", "fenced array", "array in text"],
+)
+def test_array_of_calls_runs_first(reply: str) -> None:
+    parsed = parse_reply(reply)
+    assert isinstance(parsed.action, LeftClick)
+    assert len(parsed.dropped) == 1
+    assert "one action per step" in parsed.dropped[0].reason
+
+
+def test_array_with_bad_call_first() -> None:
+    parsed = parse_reply(
+        call(f'[{{"name": "computer_use", "arguments": {{"action": "fly"}}}}, {WAIT}]')
+    )
+    assert isinstance(parsed.action, Wait)
+    assert "unknown action" in parsed.dropped[0].reason

@@ -54,6 +54,13 @@ def _action(**arguments: object) -> Action:
         ({"action": "key", "keys": ["ctrl", "d"]}, {"window_title": "ssh host"}, "ends the input"),
         ({"action": "type", "text": "{{secret:PIN}}"}, {}, "types the secret PIN"),
         ({"action": "left_click", "coordinate": [1, 2]}, {"window_title": "xterm"}, ""),
+        ({"action": "key", "keys": ["ctrl", "alt", "shift", "delete"]}, {}, "logs out"),
+        ({"action": "key", "keys": ["alt", "f4", "a"]}, {}, "closes the focused window"),
+        ({"action": "key", "keys": ["ctrl", "m"]}, {"window_title": "bash"}, "like Enter"),
+        ({"action": "key", "keys": ["ctrl", "j"]}, {"window_title": "xterm"}, "like Enter"),
+        ({"action": "key", "keys": ["ctrl", "m"]}, {"title": "Mail"}, ""),
+        ({"action": "key", "keys": ["cmd", "q"]}, {}, "quits"),
+        ({"action": "key", "keys": ["enter"]}, {"window_title": "GNOME Console"}, "runs a command"),
     ],
 )
 def test_risk_table(arguments: dict[str, object], extras: dict[str, str], expected: str) -> None:
@@ -74,6 +81,8 @@ def test_risk_table(arguments: dict[str, object], extras: dict[str, str], expect
         ("zsh — 80x24", True),
         ("Refresh the page", False),
         ("Shell Oil - Wikipedia", False),
+        ("Console", True),
+        ("xfce4-terminal", True),
         ("Inbox (3)", False),
         ("", False),
     ],

@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=_origin,
         default=(0.0, 0.0),
         metavar="X,Y",
-        help="input-point position of the screenshot's top-left corner (default: 0,0)",
+        help="input-point position of the screenshot's top-left corner (default: 0,0); "
+        "write a negative origin with =, as in --origin=-1920,0",
     )
     parser.add_argument(
         "--thinking",

@@ -38,7 +38,7 @@ from agent.runner import (
     default_record_dir,
     run_agent,
 )
-from agent.steps import LoopEvent, Mode, RunOutcome, RunStatus, StepFinished
+from agent.steps import LoopEvent, Mode, RunOutcome, RunStarted, RunStatus, StepFinished
 
 __all__ = ["build_config", "exit_code", "register", "run_agent"]
 
@@ -273,9 +273,14 @@ def run(args: argparse.Namespace) -> int:
 def _run_plain(config: RunConfig, policy: str) -> int:
     hook = make_policy(policy, ask_on_stdin)
     control = RunControl()
-    print(f"Recording to {config.record_dir}", flush=True)
+
+    def on_event(event: LoopEvent) -> None:
+        if isinstance(event, RunStarted):
+            print(f"Recording to {config.record_dir}", flush=True)
+        print_progress(event)
+
     try:
-        outcome = run_agent(config, hook, control, print_progress)
+        outcome = run_agent(config, hook, control, on_event)
     except (ConfigError, DownloadError, RecordingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -7,7 +7,7 @@ follows the argument rules of `agent.actions`:
 - coordinates are two integers from 0 to 1000, the form Qwen3-VL writes;
 - `key` takes one to five canonical key names (`agent.keys.NAMED_KEYS`) or single
   characters, so every constrained key action passes the key normaliser;
-- `wait` takes 0 to 60 seconds and `scroll` at most five digits of pixels;
+- `wait` takes 0 to 60 seconds and `scroll` -10000 to 10000 pixels, the action's limits;
 - strings hold at most `max_string_chars` characters, so a runaway string ends.
 
 For a Thinking model the grammar first allows free reasoning up to `</think>`
@@ -45,7 +45,7 @@ ws ::= " "?
 sep ::= "," ws
 coordinate-arg ::= sep "\"coordinate\":" ws "[" ws grid-number sep grid-number ws "]"
 grid-number ::= "1000" | [1-9] [0-9]? [0-9]? | "0"
-pixels ::= "-"? ("0" | [1-9] [0-9]? [0-9]? [0-9]? [0-9]?)
+pixels ::= "-"? ("10000" | "0" | [1-9] [0-9]? [0-9]? [0-9]?)
 seconds ::= "60" | ([0-9] | [1-5] [0-9]) ("." [0-9] [0-9]?)?
 char ::= [^"\\\x00-\x1f] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])
 key-char ::= [^"\\\x00-\x1f] | "\\\\" | "\\\""
