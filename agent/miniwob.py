@@ -73,7 +73,7 @@ class MiniWobTask:
         if not self.path.is_file():
             raise ConfigError(
                 f"MiniWoB++ task {self.name!r} not found in {self.path.parent}; "
-                "use a page name such as 'click-button' (see agent.miniwob.task_names())"
+                "use a page name such as 'click-button', one of the .html files in that folder"
             )
 
     @property

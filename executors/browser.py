@@ -273,7 +273,7 @@ class BrowserExecutor:
             binary = self.executable_path or "Playwright's bundled Chromium"
             raise ExecutorError(
                 f"could not launch Chromium ({binary}): {_first_line(exc)}; "
-                "install it with `apt-get install chromium` or pass executable_path"
+                "install it with `apt-get install chromium`, or give another Chromium with --browser PATH"
             ) from exc
         self._open_start_page()
         return self

@@ -341,3 +341,30 @@ def test_stdin_edit_parses_action(
 
     assert decision.verdict is Verdict.EDIT
     assert decision.action == LeftClick(action="left_click", coordinate=(10, 20))
+
+
+def test_kv_cache_choices_match_backend() -> None:
+    from agent.commands.run import KV_CACHE_TYPES
+    from agent.models.llama import KV_CACHE_TYPES as BACKEND_TYPES
+
+    assert set(KV_CACHE_TYPES) == set(BACKEND_TYPES)
+
+
+def test_context_too_small_for_screenshot(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "run",
+            "task",
+            "--api-base",
+            "http://127.0.0.1:9/v1",
+            "--api-model",
+            "m",
+            "--context",
+            "1000",
+            "--yes",
+            "--no-tui",
+        ]
+    )
+
+    assert code == 2
+    assert "raise --context or lower --image-tokens" in capsys.readouterr().err

@@ -113,6 +113,11 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=0, help="MiniWoB++ episode seed (default: 0)")
 
 
+# The llama.cpp cache types `agent.models.llama` accepts, listed here so that the help
+# works without loading llama.cpp.
+KV_CACHE_TYPES = ("f32", "f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("models (default: those installed by `agent models pull`)")
     group.add_argument(
@@ -158,7 +163,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--context",
-        type=int,
+        type=positive_int,
         default=16384,
         metavar="TOKENS",
         help="context window per model (default: 16384)",
@@ -179,8 +184,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--kv-cache-type",
         default="f16",
+        choices=KV_CACHE_TYPES,
         metavar="TYPE",
-        help="KV cache type such as f16 or q8_0 (default: f16)",
+        help=f"KV cache type: {', '.join(KV_CACHE_TYPES)}; q8_0 halves the cache (default: f16)",
     )
     group.add_argument(
         "--model-seed", type=int, metavar="N", help="sampling seed, for repeatable replies"
@@ -423,6 +429,11 @@ def _loop_settings(args: argparse.Namespace, mode: Mode) -> LoopSettings:
 
 
 def _runtime_options(args: argparse.Namespace) -> RuntimeOptions:
+    if args.context <= args.image_tokens[1]:
+        raise ConfigError(
+            f"--context {args.context} cannot hold even one screenshot of up to "
+            f"{args.image_tokens[1]} image tokens; raise --context or lower --image-tokens"
+        )
     return RuntimeOptions(
         n_ctx=args.context,
         gpu_layers=args.gpu_layers,
