@@ -88,7 +88,7 @@ FiniteNumber: TypeAlias = Annotated[
     float, BeforeValidator(_check_number), WithJsonSchema({"type": "number"})
 ]
 
-# One scroll moves at most this many pixels, about ten screens; a larger amount is a
+# One scroll moves at most this many pixels, about ten screens. A larger amount is a
 # model error, and on X11 it would queue hundreds of wheel clicks.
 MAX_SCROLL_PIXELS = 10000
 ScrollPixels: TypeAlias = Annotated[

@@ -250,7 +250,7 @@ def _decode_json(text: str) -> Any:
     body = fenced.group(1) if fenced else text
     start = body.find("{")
     if start == -1:
-        raise InvalidReplyError(f"the tool call {_clip(text)} holds no JSON object")
+        raise InvalidReplyError(f"the tool call {_clip(text)} contains no JSON object")
     try:
         value, _ = _DECODER.raw_decode(body, start)
     except json.JSONDecodeError as exc:
