@@ -2,14 +2,17 @@
 
 The newest screenshots stay in the prompt as real turns: a user turn with the
 screenshot, then the assistant's reply. Older steps become one text list in the
-first user turn, as OSWorld's Qwen3-VL harness does.
+first user turn, as OSWorld's Qwen3-VL harness does. That list keeps the newest
+`max_summaries` lines and replaces the rest with one line that counts them, so
+the prompt stops growing once a run is long.
 
 Screenshots leave the prompt in chunks of `drop_chunk`, not one per step. Between
 two drops every new prompt extends the previous one, so a backend that reuses its
 KV cache for the unchanged prefix evaluates only the new turns. A prompt therefore
 holds between `images` and `images + drop_chunk - 1` screenshots once the run is
 long enough, the current one included. With `drop_chunk=1` it holds exactly
-`images`.
+`images`. The text list changes only when screenshots leave, so trimming it keeps
+that prefix property.
 """
 
 from __future__ import annotations
@@ -26,16 +29,23 @@ from agent.prompts import render
 
 @dataclass(frozen=True)
 class HistoryConfig:
-    """How many screenshots a prompt keeps, and how many leave it at once."""
+    """How many screenshots a prompt keeps and drops at once, and how many older steps it lists."""
 
     images: int = 4
     drop_chunk: int = 2
+    # Maximum summary lines of older steps in the first user turn. Steps before them are
+    # only counted.
+    max_summaries: int = 20
 
     def __post_init__(self) -> None:
         if self.images < 1:
             raise ValueError(f"history images {self.images} is invalid; keep at least 1 screenshot")
         if self.drop_chunk < 1:
             raise ValueError(f"history drop chunk {self.drop_chunk} is invalid; use 1 or more")
+        if self.max_summaries < 0:
+            raise ValueError(
+                f"history max summaries {self.max_summaries} is invalid; use 0 or more"
+            )
 
     @property
     def max_images(self) -> int:
@@ -118,13 +128,14 @@ class History:
         of the tool calls that carried them out.
         """
         first = self.first_kept()
-        earlier = [past.summary for past in self._steps[:first]]
+        # The list depends only on `first`, so it changes only when screenshots leave.
+        listed_from = max(0, first - self.config.max_summaries)
+        earlier = [past.summary for past in self._steps[listed_from:first]]
         kept = self._steps[first:]
         previous = self._steps[first - 1].outcome if first > 0 else ""
 
-        opening: list[TextPart | ImagePart] = [
-            TextPart(render("turn_task.jinja", task=turns.task, earlier=earlier))
-        ]
+        task_text = render("turn_task.jinja", task=turns.task, omitted=listed_from, earlier=earlier)
+        opening: list[TextPart | ImagePart] = [TextPart(task_text)]
         messages = [Message.text("system", turns.system)]
         for past in kept:
             content = (*opening, ImagePart(past.image), _step_text(past.step, previous, ()))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import platform
 import queue
@@ -41,6 +42,7 @@ from typing import Any
 from PIL import Image
 
 from agent.actions import Action, parse_action
+from agent.approval import Verdict
 from agent.errors import InvalidReplyError, RecordingError
 from agent.models.base import ChatRequest, ImagePart, Message, ModelReply
 from agent.safety import Secrets
@@ -564,9 +566,28 @@ class Recording:
     def finished(self) -> bool:
         return self.manifest.get("outcome") is not None
 
+    @property
+    def complete(self) -> bool:
+        """True when the run wrote its outcome and no step line was cut off."""
+        return self.finished and not self.truncated
+
     def replies(self, slot: str) -> list[str]:
         """Return the raw reply texts of one model slot ("instruct" or "thinking") in order."""
         return [call.reply_text for step in self.steps for call in step.calls if call.slot == slot]
+
+
+# Manifest keys and the JSON types a reader accepts for them. Null is accepted only where listed.
+_MANIFEST_TYPES: dict[str, tuple[type, ...]] = {
+    "task": (str,),
+    "labels": (list,),
+    "models": (dict,),
+    "settings": (dict,),
+    "executor": (dict,),
+    "secret_names": (list,),
+    "screen": (dict, type(None)),
+    "versions": (dict,),
+    "outcome": (dict, type(None)),
+}
 
 
 def _read_manifest(directory: Path) -> dict[str, Any]:
@@ -584,6 +605,20 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
             f"{path} has format version {manifest.get('version')!r}, but this agent reads version "
             f"{FORMAT_VERSION}; use the agent version that wrote it"
         )
+    for key, types in _MANIFEST_TYPES.items():
+        if key in manifest and not isinstance(manifest[key], types):
+            raise RecordingError(
+                f"{path} is invalid: {key!r} must be {_type_names(types)}, "
+                f"found {_show_value(manifest[key])}"
+            )
+    names = manifest.get("secret_names", [])
+    if not all(isinstance(name, str) for name in names):
+        raise RecordingError(f"{path} is invalid: 'secret_names' must be a list of strings")
+    for slot, entry in manifest.get("models", {}).items():
+        if not isinstance(entry, dict):
+            raise RecordingError(
+                f"{path} is invalid: models {slot!r} must be an object, found {_show_value(entry)}"
+            )
     return manifest
 
 
@@ -600,48 +635,160 @@ def _read_step_lines(path: Path) -> tuple[list[dict[str, Any]], bool]:
     steps: list[dict[str, Any]] = []
     for number, line in enumerate(lines, 1):
         try:
-            steps.append(json.loads(line))
+            data = json.loads(line)
         except ValueError as exc:
             raise RecordingError(f"{path} line {number} is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise RecordingError(
+                f"{path} line {number} is not a step: expected a JSON object, "
+                f"found {_show_value(data)}"
+            )
+        steps.append(data)
     if tail:
         logger.warning("ignoring the unfinished last line of %s", path)
     return steps, bool(tail)
 
 
 def _recorded_step(directory: Path, expected: int, data: dict[str, Any]) -> RecordedStep:
-    if data.get("step") != expected:
+    """Check one step object's fields that readers rely on, and build its `RecordedStep`.
+
+    Every error names the file and line, which is also the step number.
+    """
+    where = f"{directory / STEPS} line {expected}"
+    number = data.get("step")
+    if type(number) is not int or number != expected:
         raise RecordingError(
-            f"{directory / STEPS} contains step {data.get('step')!r} where step {expected} belongs"
+            f"{where} contains step {_show_value(number)} where step {expected} belongs"
         )
-    calls = tuple(
-        RecordedCall(
-            role=str(call.get("role", "")),
-            slot=str(call.get("slot", "")),
-            model=str(call.get("model", "")),
-            status=str(call.get("status", "")),
-            reply_text=str(call.get("reply", {}).get("text", "")),
-            raw=call,
+    outcome = data.get("outcome", "")
+    if not isinstance(outcome, str):
+        raise RecordingError(f"{where}: 'outcome' must be a string, found {_show_value(outcome)}")
+    calls = data.get("calls", [])
+    if not isinstance(calls, list):
+        raise RecordingError(f"{where}: 'calls' must be a list, found {_show_value(calls)}")
+    timings = data.get("timings", {})
+    if not isinstance(timings, dict) or not all(_is_number(value) for value in timings.values()):
+        raise RecordingError(
+            f"{where}: 'timings' must map phases to seconds, found {_show_value(timings)}"
         )
-        for call in data.get("calls", [])
-    )
-    point = data.get("point")
+    _check_approval(data.get("approval"), where)
     return RecordedStep(
         step=expected,
-        outcome=str(data.get("outcome", "")),
-        screenshot=directory / str(data.get("screenshot", screenshot_name(expected))),
-        action=_action_or_none(data.get("action"), directory, expected),
-        point=(int(point[0]), int(point[1])) if point else None,
-        calls=calls,
+        outcome=outcome,
+        screenshot=_screenshot_path(
+            directory, data.get("screenshot", screenshot_name(expected)), where
+        ),
+        action=_action_or_none(data.get("action"), where, "action"),
+        point=_point_or_none(data.get("point"), where),
+        calls=tuple(_recorded_call(call, where, index) for index, call in enumerate(calls, 1)),
         raw=data,
     )
 
 
-def _action_or_none(arguments: Any, directory: Path, step: int) -> Action | None:
+def _recorded_call(call: Any, where: str, index: int) -> RecordedCall:
+    where = f"{where}, call {index}"
+    if not isinstance(call, dict):
+        raise RecordingError(f"{where}: expected a JSON object, found {_show_value(call)}")
+    for key in ("role", "slot", "model", "status"):
+        if not isinstance(call.get(key, ""), str):
+            raise RecordingError(
+                f"{where}: {key!r} must be a string, found {_show_value(call[key])}"
+            )
+    if not _is_number(call.get("seconds", 0)):
+        raise RecordingError(
+            f"{where}: 'seconds' must be a number, found {_show_value(call['seconds'])}"
+        )
+    reply = call.get("reply", {})
+    if not isinstance(reply, dict):
+        raise RecordingError(f"{where}: 'reply' must be an object, found {_show_value(reply)}")
+    for key in ("text", "reasoning", "content", "finish_reason"):
+        if not isinstance(reply.get(key, ""), str):
+            raise RecordingError(
+                f"{where}: reply {key!r} must be a string, found {_show_value(reply[key])}"
+            )
+    usage = reply.get("usage", {})
+    if not isinstance(usage, dict) or not all(
+        value is None or (type(value) is int and value >= 0) for value in usage.values()
+    ):
+        raise RecordingError(
+            f"{where}: reply 'usage' must map names to token counts, found {_show_value(usage)}"
+        )
+    return RecordedCall(
+        role=call.get("role", ""),
+        slot=call.get("slot", ""),
+        model=call.get("model", ""),
+        status=call.get("status", ""),
+        reply_text=reply.get("text", ""),
+        raw=call,
+    )
+
+
+def _screenshot_path(directory: Path, value: Any, where: str) -> Path:
+    """Return the screenshot's path, which must stay inside the recording directory."""
+    if not isinstance(value, str) or not value:
+        raise RecordingError(
+            f"{where}: 'screenshot' must be a path relative to the recording, "
+            f"found {_show_value(value)}"
+        )
+    relative = Path(value)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise RecordingError(
+            f"{where}: 'screenshot' {value!r} points outside the recording; "
+            "it must be a path relative to the recording directory"
+        )
+    return directory / relative
+
+
+def _point_or_none(value: Any, where: str) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2 or not all(map(_is_number, value)):
+        raise RecordingError(
+            f"{where}: 'point' must be null or [x, y] with two numbers, found {_show_value(value)}"
+        )
+    return int(value[0]), int(value[1])
+
+
+def _check_approval(value: Any, where: str) -> None:
+    """Check the recorded approval decision that `agent replay` serves again."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise RecordingError(
+            f"{where}: 'approval' must be null or an object, found {_show_value(value)}"
+        )
+    verdicts = [str(verdict) for verdict in Verdict]
+    if value.get("verdict") not in verdicts:
+        raise RecordingError(
+            f"{where}: approval 'verdict' must be one of {', '.join(verdicts)}, "
+            f"found {_show_value(value.get('verdict'))}"
+        )
+    if not isinstance(value.get("hint", ""), str):
+        raise RecordingError(
+            f"{where}: approval 'hint' must be a string, found {_show_value(value['hint'])}"
+        )
+    _action_or_none(value.get("action"), where, "approval action")
+
+
+def _action_or_none(arguments: Any, where: str, name: str) -> Action | None:
     if arguments is None:
         return None
     try:
         return parse_action(arguments)
     except InvalidReplyError as exc:
-        raise RecordingError(
-            f"step {step} of {directory} contains an invalid action: {exc}"
-        ) from exc
+        raise RecordingError(f"{where} contains an invalid {name}: {exc}") from exc
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", type(None): "null"}
+    return " or ".join(names[kind] for kind in types)
+
+
+def _show_value(value: Any) -> str:
+    """Return a short JSON rendering of a value for an error message."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -7,6 +7,8 @@ and seed). After every step the replayed step is compared with the recorded one:
 the proposed action, the action that ran, its input point and the step's outcome.
 The first difference stops the run and is reported as the divergence. A run that
 asks for a reply the recording lacks, or ends with replies left over, diverges too.
+A recording that ends before its run did (killed, or its last line cut off) is
+replayed up to its last step, and the replay stops there.
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ from agent.actions import parse_action
 from agent.approval import ApprovalRequest, Decision, Verdict
 from agent.control import RunControl
 from agent.deciding import Models
-from agent.errors import ConfigError, InvalidReplyError
+from agent.errors import ConfigError, InvalidReplyError, RecordingError
 from agent.loop import AgentLoop, LoopSettings
 from agent.models.base import ModelReply, Usage
 from agent.models.testing import ReplayModel
-from agent.recording import RecordedStep, Recorder, Recording
-from agent.runner import ExecutorSpec, RunConfig, run_agent
+from agent.recording import MANIFEST, RecordedStep, Recorder, Recording
+from agent.runner import EXECUTOR_KINDS, ExecutorSpec, RunConfig, run_agent
 from agent.safety import Secrets
-from agent.steps import LoopEvent, RunOutcome, StepFinished, StepOutcome, StepRecord
+from agent.steps import LoopEvent, RunOutcome, RunStatus, StepFinished, StepOutcome, StepRecord
 from executors.base import Executor
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,8 @@ class ReplayResult:
     recorded_steps: int
     record_dir: Path
     evaluation: dict[str, Any] = field(default_factory=dict)
+    # Why the recording ends before its run did, when the replay stopped at its last step.
+    unfinished_reason: str | None = None
 
     @property
     def matched(self) -> bool:
@@ -76,16 +80,19 @@ def replay_recording(
     """Run a recording's replies through the loop and report the first divergence.
 
     Without `executor`, the executor recorded in the manifest is started. The replay
-    writes its own recording to `record_dir`.
+    writes its own recording to `record_dir`. Raises `RecordingError` when the manifest
+    lacks what the replay needs, before anything starts.
     """
     manifest = recording.manifest
-    settings = LoopSettings.from_dict(manifest.get("settings", {}))
+    settings = _settings(recording)
+    # Checked before anything starts, so an invalid executor never launches a browser.
+    spec = _executor_spec(recording) if executor is None else None
     models = replay_models(recording)
     checker = StepChecker(recording, RunControl())
     values = dict(secrets) if secrets is not None else secrets_for_replay(manifest)
 
     if executor is None:
-        spec = ExecutorSpec.from_dict(manifest.get("executor", {}))
+        assert spec is not None
         config = RunConfig(
             task=recording.task,
             record_dir=record_dir,
@@ -100,9 +107,58 @@ def replay_recording(
         outcome = _replay_on(executor, recording, record_dir, settings, models, checker, values)
 
     divergence = checker.divergence or _leftovers(recording, models, outcome)
+    unfinished_reason = None
+    if divergence is None and checker.stopped_at_end and outcome.status is RunStatus.ABORTED:
+        unfinished_reason = (
+            "its last step line was cut off"
+            if recording.finished
+            else "the original run did not finish"
+        )
     return ReplayResult(
-        outcome, divergence, len(recording.steps), record_dir, dict(outcome.evaluation)
+        outcome,
+        divergence,
+        len(recording.steps),
+        record_dir,
+        dict(outcome.evaluation),
+        unfinished_reason,
     )
+
+
+def _settings(recording: Recording) -> LoopSettings:
+    try:
+        return LoopSettings.from_dict(recording.manifest.get("settings", {}))
+    except (TypeError, ValueError) as exc:
+        raise RecordingError(
+            f"{recording.path / MANIFEST} contains invalid 'settings': {exc}"
+        ) from exc
+
+
+def _executor_spec(recording: Recording) -> ExecutorSpec:
+    """Rebuild the recorded executor, which a replay must start the same way."""
+    path = recording.path / MANIFEST
+    data = recording.manifest.get("executor")
+    if data is None:
+        raise RecordingError(
+            f"{path} is missing the 'executor' key, so the replay cannot tell which executor, "
+            "page or MiniWoB++ task the run used; only recordings written by `agent run` can "
+            "be replayed"
+        )
+    kind = data.get("kind")
+    if kind not in EXECUTOR_KINDS:
+        raise RecordingError(
+            f"{path} contains executor kind {kind!r}, which replay cannot start; "
+            f"it starts one of: {', '.join(EXECUTOR_KINDS)}"
+        )
+    task = data.get("miniwob_task")
+    if task is not None and kind != "browser":
+        raise RecordingError(
+            f"{path} records MiniWoB++ task {task!r} on the {kind} executor, but MiniWoB++ tasks "
+            "run only in the browser executor"
+        )
+    try:
+        return ExecutorSpec.from_dict(data)
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise RecordingError(f"{path} contains an invalid 'executor': {exc}") from exc
 
 
 def _replay_on(
@@ -162,7 +218,7 @@ def _replies(recording: Recording, slot: str) -> list[ModelReply]:
                     text=str(raw.get("text", "")),
                     reasoning=str(raw.get("reasoning", "")),
                     content=str(raw.get("content", "")),
-                    usage=Usage(completion_tokens=int(usage.get("completion_tokens", 0))),
+                    usage=Usage(completion_tokens=int(usage.get("completion_tokens") or 0)),
                     finish_reason=str(raw.get("finish_reason", "stop")),
                 )
             )
@@ -188,12 +244,21 @@ def secrets_for_replay(manifest: Mapping[str, Any]) -> dict[str, str]:
 
 
 class StepChecker:
-    """Serves recorded approval decisions and compares each replayed step with the recorded one."""
+    """Serves recorded approval decisions and compares each replayed step with the recorded one.
+
+    For a recording that ends before its run did, it aborts the replay after the last
+    recorded step, because the recording has no replies for the steps after it.
+    """
 
     def __init__(self, recording: Recording, control: RunControl) -> None:
         self._steps = recording.steps
+        self._stop_at_end = not recording.complete
         self.control = control
         self.divergence: Divergence | None = None
+        # True once the replay reached the end of a recording that ends early.
+        self.stopped_at_end = False
+        if self._stop_at_end and not self._steps:
+            self._stop_at_recording_end()
 
     def approve(self, request: ApprovalRequest) -> Decision:
         recorded = self._recorded(request.step)
@@ -216,15 +281,23 @@ class StepChecker:
             difference = compare_step(self._recorded(event.record.step), event.record)
             if difference is not None:
                 self._diverge(difference)
+            elif self._stop_at_end and event.record.step == len(self._steps):
+                self._stop_at_recording_end()
 
     def _recorded(self, step: int) -> RecordedStep | None:
         return self._steps[step - 1] if step <= len(self._steps) else None
 
     def _diverge(self, divergence: Divergence) -> None:
         if self.divergence is None:
-            logger.warning("replay diverged at %s", divergence.describe())
+            # Info, not warning: `agent replay` prints the divergence itself.
+            logger.info("replay diverged at %s", divergence.describe())
             self.divergence = divergence
             self.control.abort()
+
+    def _stop_at_recording_end(self) -> None:
+        logger.info("replay reached step %d, the end of an unfinished recording", len(self._steps))
+        self.stopped_at_end = True
+        self.control.abort()
 
 
 def compare_step(recorded: RecordedStep | None, replayed: StepRecord) -> Divergence | None:
@@ -267,7 +340,11 @@ def _leftovers(recording: Recording, models: Models, outcome: RunOutcome) -> Div
             outcome.steps,
         )
     recorded_status = (recording.manifest.get("outcome") or {}).get("status")
-    if recorded_status is not None and recorded_status != str(outcome.status):
+    if (
+        recording.complete
+        and recorded_status is not None
+        and recorded_status != str(outcome.status)
+    ):
         return Divergence(
             outcome.steps, "the run ended differently", recorded_status, str(outcome.status)
         )

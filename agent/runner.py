@@ -66,7 +66,10 @@ class ExecutorSpec:
                 f"executor {self.kind!r} is unknown; use one of: {', '.join(EXECUTOR_KINDS)}"
             )
         if self.miniwob_task is not None and self.kind != "browser":
-            raise ConfigError("MiniWoB++ tasks run in the browser executor; use --executor browser")
+            raise ConfigError(
+                f"MiniWoB++ tasks run in the browser executor, not {self.kind!r}; "
+                "choose the browser executor"
+            )
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -82,9 +82,13 @@ def test_chunk_of_one_keeps_exactly_n() -> None:
         assert len(_images(_prompt(_history(past_steps, config)))) == 3
 
 
-def test_prefix_stays_between_drops() -> None:
+@pytest.mark.parametrize(
+    "config",
+    [HistoryConfig(images=4, drop_chunk=3), HistoryConfig(images=4, drop_chunk=3, max_summaries=2)],
+    ids=["all-summaries", "two-summaries"],
+)
+def test_prefix_stays_between_drops(config: HistoryConfig) -> None:
     """Between two drops a prompt, less its last user turn, is a prefix of the next prompt."""
-    config = HistoryConfig(images=4, drop_chunk=3)
     history = History(config)
     kept_prefix_steps = 0
     previous: tuple[Message, ...] | None = None
@@ -119,6 +123,28 @@ def test_older_steps_become_text_list() -> None:
     for step in range(1, history.first_kept() + 1):
         assert f"Step {step}: Click at [{step}, {step}] (ran)" in opening
     assert f"Step {history.first_kept() + 1}:" not in opening
+
+
+def test_older_steps_list_is_capped() -> None:
+    config = HistoryConfig(images=4, drop_chunk=2, max_summaries=5)
+    history = _history(29, config)
+    first = history.first_kept()
+
+    opening = _prompt(history)[1].content[0]
+
+    assert isinstance(opening, TextPart)
+    lines = opening.text.splitlines()
+    omitted_at = lines.index(f"({first - 5} earlier steps omitted)")
+    assert lines[omitted_at + 1 :] == [_past(step).summary for step in range(first - 4, first + 1)]
+
+
+def test_no_summaries_keeps_count_only() -> None:
+    history = _history(9, HistoryConfig(images=4, drop_chunk=2, max_summaries=0))
+
+    opening = _texts(_prompt(history)[1:2])
+
+    assert f"({history.first_kept()} earlier steps omitted)" in opening
+    assert "Step 1:" not in opening
 
 
 def test_turns_alternate_user_assistant() -> None:
@@ -172,10 +198,12 @@ def test_image_steps_names_kept_screenshots() -> None:
     assert sorted(mapping.values()) == list(range(history.first_kept() + 1, 10))
 
 
-@pytest.mark.parametrize(("images", "chunk"), [(0, 1), (4, 0), (-1, 2)])
-def test_config_rejects_bad_values(images: int, chunk: int) -> None:
+@pytest.mark.parametrize(
+    ("images", "chunk", "summaries"), [(0, 1, 20), (4, 0, 20), (-1, 2, 20), (4, 2, -1)]
+)
+def test_config_rejects_bad_values(images: int, chunk: int, summaries: int) -> None:
     with pytest.raises(ValueError, match="history"):
-        HistoryConfig(images=images, drop_chunk=chunk)
+        HistoryConfig(images=images, drop_chunk=chunk, max_summaries=summaries)
 
 
 def test_loop_step_30_prompt_images() -> None:
@@ -200,3 +228,33 @@ def test_loop_step_30_prompt_images() -> None:
     assert outcome.steps == 30
     request: ChatRequest = model.requests[29]
     assert sum(len(message.images) for message in request.messages) == 4
+
+
+def test_loop_step_200_prompt_bounded() -> None:
+    """A real 200-step run: the prompt text stops growing once the older-steps list is full."""
+    click = {
+        "name": "computer_use",
+        "arguments": {"action": "left_click", "coordinate": [500, 500]},
+    }
+    reply = f"<tool_call>\n{json.dumps(click)}\n</tool_call>"
+    model = ScriptedModel(lambda request: reply)
+    config = HistoryConfig(images=4, drop_chunk=2, max_summaries=20)
+    loop = AgentLoop(
+        models=Models(model),
+        executor=FakeExecutor([_image(index) for index in range(201)]),
+        approval=AutoApprove(),
+        recorder=NullRecorder(),
+        settings=LoopSettings(max_steps=200, history=config),
+    )
+
+    outcome = loop.run("click the middle")
+
+    assert outcome.steps == 200
+    # By step 40 the list holds 20 summaries and one "omitted" line, as at step 200.
+    step_40 = _texts(model.requests[39].messages)
+    step_200 = _texts(model.requests[199].messages)
+    assert "(16 earlier steps omitted)" in step_40
+    assert "(176 earlier steps omitted)" in step_200
+    # The step numbers grow from two digits to three, nothing else may grow.
+    assert len(step_200) <= len(step_40) + 200
+    assert sum(len(message.images) for message in model.requests[199].messages) == 4

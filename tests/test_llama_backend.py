@@ -222,8 +222,10 @@ def test_context_overflow_raises_before_decode(tiny_instruct) -> None:
     tiny_instruct.complete(constrained(*small, max_tokens=5))
     screens = [user(noise(512, 512, seed), f"step {seed}") for seed in range(20)]
 
-    with pytest.raises(ContextOverflowError, match="more than the context of 4096"):
+    with pytest.raises(ContextOverflowError, match="more than the context of 4096") as raised:
         tiny_instruct.complete(constrained(SYSTEM, *screens))
+    for option in ("--history-images", "--image-tokens MIN:MAX", "--context TOKENS"):
+        assert option in str(raised.value)
     with pytest.raises(ContextOverflowError, match="max_tokens 5000"):
         tiny_instruct.complete(constrained(*small, max_tokens=5000))
 

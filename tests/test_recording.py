@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,10 +20,12 @@ from PIL import Image
 from agent import recording as recording_module
 from agent.actions import LeftClick
 from agent.approval import AlwaysAsk, ApprovalRequest, Decision, Verdict
+from agent.cli import main
 from agent.errors import RecordingError
 from agent.loop import LoopSettings
 from agent.models.testing import ScriptedModel
 from agent.recording import FORMAT_NAME, ModelFiles, Recorder, Recording
+from agent.runner import ExecutorSpec
 from agent.safety import Secrets
 from agent.steps import RunOutcome, RunStatus, StepRecord
 from executors.fake import FakeExecutor
@@ -191,6 +194,143 @@ def test_open_rejects_corrupt_middle_line(tmp_path: Path) -> None:
 
     with pytest.raises(RecordingError, match="line 2 is not valid JSON"):
         Recording.open(tmp_path / "rec")
+
+
+# Changes to step 2 of a valid recording, and the message the reader must give.
+CORRUPT_STEPS: dict[str, tuple[object, str]] = {
+    "not-an-object": ([1, 2, 3], "line 2 is not a step: expected a JSON object, found [1, 2, 3]"),
+    "step-not-int": ({"step": "2"}, 'line 2 contains step "2" where step 2 belongs'),
+    "step-bool": ({"step": True}, "line 2 contains step true where step 2 belongs"),
+    "point-text": ({"point": "abc"}, "line 2: 'point' must be null or [x, y] with two numbers"),
+    "point-short": ({"point": [1]}, "line 2: 'point' must be null or [x, y]"),
+    "point-nested": ({"point": [[1], 2]}, "line 2: 'point' must be null or [x, y]"),
+    "screenshot-number": ({"screenshot": 5}, "line 2: 'screenshot' must be a path"),
+    "screenshot-outside": (
+        {"screenshot": "../../etc/passwd"},
+        "line 2: 'screenshot' '../../etc/passwd' points outside the recording",
+    ),
+    "screenshot-absolute": ({"screenshot": "/etc/passwd"}, "points outside the recording"),
+    "outcome-number": ({"outcome": 5}, "line 2: 'outcome' must be a string, found 5"),
+    "calls-object": ({"calls": {}}, "line 2: 'calls' must be a list, found {}"),
+    "call-number": ({"calls": [5]}, "line 2, call 1: expected a JSON object, found 5"),
+    "call-slot": ({"calls": [{"slot": 1}]}, "line 2, call 1: 'slot' must be a string"),
+    "call-seconds": ({"calls": [{"seconds": "x"}]}, "line 2, call 1: 'seconds' must be a number"),
+    "reply-text": ({"calls": [{"reply": "hi"}]}, "line 2, call 1: 'reply' must be an object"),
+    "reply-usage": (
+        {"calls": [{"reply": {"usage": {"completion_tokens": "many"}}}]},
+        "line 2, call 1: reply 'usage' must map names to token counts",
+    ),
+    "action-unknown": ({"action": {"action": "fly"}}, "line 2 contains an invalid action"),
+    "action-text": ({"action": "click"}, "line 2 contains an invalid action"),
+    "approval-text": ({"approval": "yes"}, "line 2: 'approval' must be null or an object"),
+    "approval-no-verdict": ({"approval": {}}, "line 2: approval 'verdict' must be one of"),
+    "approval-action": (
+        {"approval": {"verdict": "edit", "action": {"action": "fly"}}},
+        "line 2 contains an invalid approval action",
+    ),
+    "timings-text": ({"timings": {"model": "slow"}}, "line 2: 'timings' must map phases"),
+}
+# Changes to the manifest, and the message the reader must give.
+CORRUPT_MANIFESTS: dict[str, tuple[dict[str, object], str]] = {
+    "outcome-list": ({"outcome": [1]}, "'outcome' must be an object or null, found [1]"),
+    "settings-text": ({"settings": "fast"}, "'settings' must be an object"),
+    "models-entry": ({"models": {"instruct": 3}}, "models 'instruct' must be an object"),
+    "secret-names": ({"secret_names": [1]}, "'secret_names' must be a list of strings"),
+    "task-number": ({"task": 5}, "'task' must be a string"),
+}
+
+
+@pytest.fixture(scope="module")
+def valid_recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 3-step recording whose manifest names a browser, as `agent run` writes it."""
+    directory = tmp_path_factory.mktemp("valid") / "rec"
+    _record(directory, [CLICK, CLICK, DONE])
+    manifest_path = directory / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["executor"] = ExecutorSpec().as_dict()
+    manifest_path.write_text(json.dumps(manifest))
+    return directory
+
+
+def _corrupt_copy(valid: Path, target: Path, step: object = None, manifest: object = None) -> Path:
+    """Copy a recording, then replace or update step 2 and update the manifest."""
+    shutil.copytree(valid, target)
+    if step is not None:
+        path = target / "steps.jsonl"
+        lines = path.read_text().splitlines()
+        if isinstance(step, dict):
+            lines[1] = json.dumps({**json.loads(lines[1]), **step})
+        else:
+            lines[1] = json.dumps(step)
+        path.write_text("".join(line + "\n" for line in lines))
+    if isinstance(manifest, dict):
+        path = target / "manifest.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **manifest}))
+    return target
+
+
+def _check_rejected(
+    directory: Path,
+    message: str,
+    file_name: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Check that the reader, `agent report` and `agent replay` all reject the recording."""
+    with pytest.raises(RecordingError) as raised:
+        Recording.open(directory)
+    assert message in str(raised.value)
+    assert str(directory / file_name) in str(raised.value)
+
+    monkeypatch.setattr("agent.replay.run_agent", _fail_if_started)
+    for command in ("report", "replay"):
+        code = main([command, str(directory)])
+        err = capsys.readouterr().err
+        assert code == 2, f"agent {command}: {err}"
+        assert message in err, f"agent {command}"
+        assert "Traceback" not in err, f"agent {command}"
+
+
+def _fail_if_started(*args: object, **kwargs: object) -> None:
+    raise AssertionError("agent replay started an executor for a corrupt recording")
+
+
+@pytest.mark.parametrize("name", list(CORRUPT_STEPS))
+def test_corrupt_step_rejected(
+    name: str,
+    valid_recording: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    change, message = CORRUPT_STEPS[name]
+    directory = _corrupt_copy(valid_recording, tmp_path / "rec", step=change)
+
+    _check_rejected(directory, message, "steps.jsonl", capsys, monkeypatch)
+
+
+@pytest.mark.parametrize("name", list(CORRUPT_MANIFESTS))
+def test_corrupt_manifest_rejected(
+    name: str,
+    valid_recording: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    change, message = CORRUPT_MANIFESTS[name]
+    directory = _corrupt_copy(valid_recording, tmp_path / "rec", manifest=change)
+
+    _check_rejected(directory, message, "manifest.json", capsys, monkeypatch)
+
+
+def test_valid_copy_accepted(valid_recording: Path, tmp_path: Path) -> None:
+    """The corrupt-recording cases start from a recording that the reader accepts."""
+    directory = _corrupt_copy(valid_recording, tmp_path / "rec", step={"point": [3, 4]})
+
+    recording = Recording.open(directory)
+
+    assert recording.steps[1].point == (3, 4)
+    assert recording.complete
 
 
 def test_record_step_does_not_wait_for_disk(

@@ -4,8 +4,8 @@ The executor starts as recorded, the recorded replies and approvals drive the lo
 and the command reports the first step where the replay differs from the recording.
 For MiniWoB++ recordings it also prints the episode's raw reward.
 
-Exit codes: 0 the replay matched the recording, 1 it diverged, 2 the recording or an
-option is invalid.
+Exit codes: 0 the replay matched the recording (for a recording of a run that did not
+finish, every step it has), 1 it diverged, 2 the recording or an option is invalid.
 """
 
 from __future__ import annotations
@@ -75,7 +75,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_result(result: ReplayResult, *, keep: bool) -> None:
-    if result.divergence is None:
+    if result.divergence is None and result.unfinished_reason is not None:
+        print(
+            f"Replay matched all {result.recorded_steps} recorded steps; the recording ends "
+            f"there because {result.unfinished_reason}."
+        )
+    elif result.divergence is None:
         print(
             f"Replay matched all {result.recorded_steps} recorded steps; "
             f"the run ended with {result.outcome.status}."

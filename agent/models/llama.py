@@ -225,8 +225,9 @@ class LlamaCppModel:
         if prompt_cells + max_tokens > self.n_ctx:
             raise ContextOverflowError(
                 f"the prompt needs {prompt_cells} tokens (images counted one per 32x32 px) plus "
-                f"max_tokens {max_tokens}, more than the context of {self.n_ctx}; drop older "
-                "screenshots, lower image_max_tokens or raise n_ctx"
+                f"max_tokens {max_tokens}, more than the context of {self.n_ctx} tokens. In "
+                "`agent run`, keep fewer screenshots with --history-images, lower the MAX of "
+                "--image-tokens MIN:MAX or raise --context TOKENS"
             )
 
     def _generate(self, request: ChatRequest) -> _Generation:
