@@ -368,3 +368,32 @@ def test_context_too_small_for_screenshot(capsys: pytest.CaptureFixture[str]) ->
 
     assert code == 2
     assert "raise --context or lower --image-tokens" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-seconds", "0"], "use a number above 0"),
+        (["--max-seconds", "inf"], "use a number above 0"),
+        (["--secret", "bad name"], "letters, digits and underscores"),
+    ],
+)
+def test_run_limits_and_secret_names_checked(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "run",
+            "task",
+            "--api-base",
+            "http://127.0.0.1:9/v1",
+            "--api-model",
+            "m",
+            "--yes",
+            "--no-tui",
+            *args,
+        ]
+    )
+
+    assert code == 2
+    assert message in capsys.readouterr().err

@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -211,13 +213,16 @@ def _add_limit_options(parser: argparse.ArgumentParser) -> None:
         help="stop after N steps (default: 30)",
     )
     group.add_argument(
-        "--max-seconds", type=float, metavar="S", help="stop after S seconds of wall time"
+        "--max-seconds",
+        type=positive_float,
+        metavar="S",
+        help="stop after S seconds of wall time (default: no limit)",
     )
     group.add_argument(
         "--max-tokens",
         type=positive_int,
         metavar="N",
-        help="stop after the models generated N tokens in all",
+        help="stop after the models generated N tokens in all (default: no limit)",
     )
     group.add_argument(
         "--history-images",
@@ -514,6 +519,11 @@ def read_secrets(names: list[str]) -> dict[str, str]:
     """Read each secret from the environment variable of its name, or ask for it without echo."""
     values: dict[str, str] = {}
     for name in names:
+        if not SECRET_NAME_PATTERN.fullmatch(name):
+            raise ConfigError(
+                f"secret name {name!r} is invalid; use letters, digits and underscores, "
+                "such as PASSWORD"
+            )
         value = os.environ.get(name)
         if value is None:
             if not sys.stdin.isatty():
@@ -526,6 +536,9 @@ def read_secrets(names: list[str]) -> dict[str, str]:
             raise ConfigError(f"secret {name} is empty; give it a value")
         values[name] = value
     return values
+
+
+SECRET_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 # Approval on stdin.
@@ -607,6 +620,16 @@ def _token_range(text: str) -> tuple[int, int]:
             f"image tokens {text!r} are invalid; MIN must be at least 1 and at most MAX"
         )
     return low, high
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is invalid; use a number above 0")
+    return value
 
 
 def positive_int(text: str) -> int:
