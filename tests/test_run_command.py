@@ -397,3 +397,25 @@ def test_run_limits_and_secret_names_checked(
 
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [["--miniwob", "click-button"], ["--executor", "desktop"]])
+def test_url_without_effect_rejected(extra: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "run",
+            "task",
+            "--url",
+            "https://example.test/",
+            *extra,
+            "--api-base",
+            "http://127.0.0.1:9/v1",
+            "--api-model",
+            "m",
+            "--yes",
+            "--no-tui",
+        ]
+    )
+
+    assert code == 2
+    assert "drop --url" in capsys.readouterr().err

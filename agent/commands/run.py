@@ -407,6 +407,9 @@ def _server_spec(args: argparse.Namespace) -> ServerSpec | None:
 
 
 def _executor_spec(args: argparse.Namespace) -> ExecutorSpec:
+    if args.url != "about:blank" and (args.miniwob or args.executor == "desktop"):
+        where = "--miniwob opens its own task page" if args.miniwob else "the desktop has no URL"
+        raise ConfigError(f"--url {args.url} has no effect because {where}; drop --url")
     return ExecutorSpec(
         kind=args.executor,
         url=args.url,
