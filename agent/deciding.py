@@ -172,7 +172,8 @@ class Decider:
         if self.mode is Mode.ESCALATING:
             attempt.use_planner = True
             attempt.plan = None
-            attempt.planner_notes.append(note)
+            if proposal.decider is not ModelSlot.THINKING:
+                attempt.planner_notes.append(note)
 
     # The three kinds of call.
 

@@ -261,21 +261,33 @@ class AgentLoop:
             outcome = self._run_steps()
         except RunAborted:
             outcome = self._outcome(RunStatus.ABORTED, "the run was aborted")
+        except KeyboardInterrupt:
+            # Ctrl+C is a person stopping the run: record it as aborted, then let the CLI exit 130.
+            outcome = self._outcome(RunStatus.ABORTED, "the run was interrupted with Ctrl+C")
+            raise
         except AgentError as exc:
-            logger.error("run failed at step %d: %s", self._step, exc)
-            outcome = self._outcome(RunStatus.ERROR, self.secrets.redact(str(exc)))
+            message = self.secrets.redact(str(exc))
+            logger.error("run failed at step %d: %s", self._step, message)
+            outcome = self._outcome(RunStatus.ERROR, message)
         finally:
             # An unexpected exception still closes the recording before it propagates.
             final = outcome or self._outcome(
                 RunStatus.ERROR, "the run stopped on an unexpected error"
             )
             final = self._evaluated(final)
-            self.recorder.finish(final)
+            self._finish_recording(final)
             self._emit(RunFinished(final))
             logger.info(
                 "run finished: %s after %d steps: %s", final.status, final.steps, final.message
             )
         return final
+
+    def _finish_recording(self, outcome: RunOutcome) -> None:
+        try:
+            self.recorder.finish(outcome)
+        except AgentError as exc:
+            # The run already ended; a broken recording must not hide its outcome.
+            logger.error("could not finish the recording: %s", self.secrets.redact(str(exc)))
 
     def _start(self, task: str) -> None:
         self.task = task

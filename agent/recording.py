@@ -84,6 +84,16 @@ class NullRecorder:
         pass
 
 
+class _Final:
+    """A writer job that runs even after an earlier job failed."""
+
+    def __init__(self, job: Callable[[], None]) -> None:
+        self._job = job
+
+    def __call__(self) -> None:
+        self._job()
+
+
 class Recorder:
     """Writes one run into a recording directory from a background thread."""
 
@@ -150,7 +160,9 @@ class Recorder:
         """Write the outcome into the manifest and wait until everything is on disk."""
         if self._hasher is not None:
             self._hasher.join()
-        self._jobs.put(lambda: self._write_outcome(outcome))
+        # The outcome is written even after a failed step write, so the manifest says how
+        # the run ended; `close` then raises the step's error.
+        self._jobs.put(_Final(lambda: self._write_outcome(outcome)))
         self.close()
 
     # Lifecycle.
@@ -198,11 +210,11 @@ class Recorder:
             try:
                 if job is None:
                     return
-                if self._error is None:
+                if self._error is None or isinstance(job, _Final):
                     job()
             except Exception as exc:
                 logger.error("writing the recording in %s failed: %s", self.directory, exc)
-                self._error = exc
+                self._error = self._error or exc
             finally:
                 self._jobs.task_done()
 

@@ -19,7 +19,9 @@ placeholder, and the recorder also passes every string through `Secrets.redact`.
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -126,7 +128,19 @@ class Secrets:
             if not value:
                 raise ConfigError(f"secret {name} is empty; give it a value")
         # Longest values first, so a value that contains another is replaced whole.
-        self._by_length = sorted(self._values.items(), key=lambda item: len(item[1]), reverse=True)
+        # Each value also in the forms it takes inside a URL or a JSON string, because a
+        # password typed into a GET form comes back in the page URL.
+        forms = {
+            (name, form)
+            for name, value in self._values.items()
+            for form in (
+                value,
+                urllib.parse.quote(value, safe=""),
+                urllib.parse.quote_plus(value),
+                json.dumps(value)[1:-1],
+            )
+        }
+        self._by_length = sorted(forms, key=lambda item: len(item[1]), reverse=True)
 
     @property
     def names(self) -> tuple[str, ...]:

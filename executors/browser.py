@@ -475,7 +475,9 @@ class BrowserExecutor:
         request = route.request
         patterns = self.allowed_urls or ()
         if request.is_navigation_request() and not url_allowed(request.url, patterns):
-            logger.warning("navigation to %s blocked by the URL allow-list", request.url)
+            logger.warning(
+                "navigation to %s blocked by the URL allow-list", _without_query(request.url)
+            )
             self._blocked_urls.append(request.url)
             route.fulfill(status=204)
             return
@@ -531,7 +533,7 @@ class BrowserExecutor:
         page.bring_to_front()
         self._page = page
         self._pointer = (0, 0)  # Playwright's mouse starts at the top left of every page.
-        logger.info("switched to page %s", page.url)
+        logger.info("switched to page %s", _without_query(page.url))
 
     def _open_pages(self) -> list[Page]:
         context = self._context
@@ -602,7 +604,14 @@ def _wait_for_load(page: Page, timeout_s: float) -> None:
     try:
         page.wait_for_load_state("domcontentloaded", timeout=timeout_s * 1000)
     except PlaywrightError as exc:
-        logger.warning("page %s did not finish loading: %s", page.url, _first_line(exc))
+        logger.warning(
+            "page %s did not finish loading: %s", _without_query(page.url), _first_line(exc)
+        )
+
+
+def _without_query(url: str) -> str:
+    """Drop a URL's query and fragment for logs, because a form can put a typed secret there."""
+    return url.split("?", 1)[0].split("#", 1)[0]
 
 
 def _page_title(page: Page) -> str:

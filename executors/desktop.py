@@ -565,14 +565,21 @@ def _pick_monitor(monitors: list[dict[str, Any]], number: int | None) -> dict[st
 
 
 def _type_text(text: str) -> None:
-    # A newline typed by xdotool is a Return key press.
+    # A newline typed by xdotool is a Return key press. The text goes through stdin, not
+    # the command line, because other local users can read a process's arguments and the
+    # text may be a secret.
     timeout = 10 + len(text) * TYPE_DELAY_MS / 1000 * 4
-    _run_xdotool("type", "--delay", str(TYPE_DELAY_MS), "--", text, timeout=timeout)
+    _run_xdotool("type", "--delay", str(TYPE_DELAY_MS), "--file", "-", timeout=timeout, stdin=text)
 
 
-def _run_xdotool(*args: str, timeout: float = 10.0) -> str:
+def _run_xdotool(*args: str, timeout: float = 10.0, stdin: str | None = None) -> str:
     result = subprocess.run(
-        ["xdotool", *args], check=True, capture_output=True, text=True, timeout=timeout
+        ["xdotool", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin,
     )
     return result.stdout
 

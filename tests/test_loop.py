@@ -624,7 +624,6 @@ def test_timings_cover_phases() -> None:
     assert all(value >= 0 for value in timings.values())
 
 
-
 def test_reply_text_streams_as_events() -> None:
     events = EventLog()
     make_loop(ScriptedModel([CLICK, DONE]), FakeExecutor(screens(3)), events=events).run("click it")
@@ -648,3 +647,34 @@ def test_abort_during_model_call_stops_run() -> None:
 
     assert outcome.status is RunStatus.ABORTED
     assert executor.actions == []
+
+
+@pytest.mark.parametrize(
+    ("decider", "planner", "actor"), [(ModelSlot.THINKING, 1, 0), (ModelSlot.INSTRUCT, 1, 1)]
+)
+def test_escalating_repeat_warning_once(decider: ModelSlot, planner: int, actor: int) -> None:
+    from agent.deciding import Attempt, Decider, Models, Proposal
+    from agent.history import History
+    from agent.prompts import PromptFacts
+    from agent.safety import Secrets
+
+    decider_object = Decider(
+        task="t",
+        models=Models(ScriptedModel(), ScriptedModel()),
+        mode=Mode.ESCALATING,
+        history=History(),
+        facts=PromptFacts.for_today("an X11 desktop", ()),
+        secrets=Secrets(),
+        settings=CallSettings(),
+        ask=None,  # type: ignore[arg-type]
+        on_call=None,  # type: ignore[arg-type]
+    )
+    attempt = Attempt(1, None)  # type: ignore[arg-type]
+
+    decider_object.warn_repeat(
+        attempt, Proposal(LeftClick(action="left_click", coordinate=(1, 2)), decider)
+    )
+
+    assert len(attempt.planner_notes) == planner
+    assert len(attempt.actor_notes) == actor
+    assert attempt.use_planner

@@ -27,7 +27,7 @@ from agent.models.testing import ScriptedModel
 from agent.recording import FORMAT_NAME, ModelFiles, Recorder, Recording
 from agent.runner import ExecutorSpec
 from agent.safety import Secrets
-from agent.steps import RunOutcome, RunStatus, StepRecord
+from agent.steps import RunFinished, RunOutcome, RunStatus, StepRecord
 from executors.fake import FakeExecutor
 from tests.loop_doubles import make_loop, screens, tool_call
 
@@ -423,3 +423,48 @@ def test_outcome_status_written(tmp_path: Path) -> None:
     assert outcome.status is RunStatus.STEP_LIMIT
     assert manifest["outcome"]["status"] == "step_limit"
     assert manifest["finished_at"]
+
+
+def test_failed_write_still_records_outcome(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(image: object, path: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(recording_module, "_write_png", disk_full)
+    directory = tmp_path / "rec"
+    events: list[object] = []
+    loop = make_loop(
+        ScriptedModel(
+            [tool_call(action="left_click", coordinate=[index, 5]) for index in range(1, 9)]
+        ),
+        FakeExecutor(screens(10)),
+        recorder=Recorder(directory),
+        settings=LoopSettings(max_steps=4),
+        events=events.append,
+    )
+
+    outcome = loop.run("click")
+
+    # The failure surfaces at the next step, or only when the recording is finished, so the
+    # run ends with an error or at its step limit. Either way it returns, and says how it ended.
+    assert outcome.status in (RunStatus.ERROR, RunStatus.STEP_LIMIT)
+    assert any(isinstance(event, RunFinished) for event in events)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert manifest["outcome"]["status"] == outcome.status.value
+
+
+def test_ctrl_c_recorded_as_aborted(tmp_path: Path) -> None:
+    def interrupt(request: object) -> str:
+        raise KeyboardInterrupt
+
+    directory = tmp_path / "rec"
+    loop = make_loop(
+        ScriptedModel(interrupt), FakeExecutor(screens(3)), recorder=Recorder(directory)
+    )
+
+    with pytest.raises(KeyboardInterrupt):
+        loop.run("click")
+
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert manifest["outcome"]["status"] == "aborted"

@@ -140,3 +140,21 @@ def test_secrets_reject_bad_input(name: str, value: str, message: str) -> None:
 
 def test_placeholder_names_in_order() -> None:
     assert placeholder_names("{{secret:B}} {{secret:A}} {{secret:B}} {{other}}") == ["B", "A"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "https://x.test/?q=p%40ss+word",
+        "https://x.test/?q=p%40ss%20word",
+        '{"password": "p@ss word"}',
+        "typed p@ss word here",
+    ],
+)
+def test_redact_encoded_forms(text: str) -> None:
+    redacted = Secrets({"PW": "p@ss word"}).redact(text)
+
+    assert "{{secret:PW}}" in redacted
+    assert "ss+word" not in redacted
+    assert "ss%20word" not in redacted
+    assert "ss word" not in redacted
