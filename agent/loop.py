@@ -259,8 +259,8 @@ class AgentLoop:
         outcome: RunOutcome | None = None
         try:
             outcome = self._run_steps()
-        except RunAborted:
-            outcome = self._outcome(RunStatus.ABORTED, "the run was aborted")
+        except RunAborted as exc:
+            outcome = self._outcome(RunStatus.ABORTED, str(exc) or "the run was aborted")
         except KeyboardInterrupt:
             # Ctrl+C is a person stopping the run: record it as aborted, then let the CLI exit 130.
             outcome = self._outcome(RunStatus.ABORTED, "the run was interrupted with Ctrl+C")

@@ -58,6 +58,7 @@ from agent.actions import (
     TripleClick,
     Type,
     Wait,
+    action_point,
 )
 from agent.control import RunAborted
 from agent.errors import ConfigError, ExecutorError, KeyNameError
@@ -391,7 +392,10 @@ class DesktopExecutor:
 
         if not isinstance(action, Wait | Terminate | Answer):
             self._wait_until_settled()
-        self._agent_pointer = self._pointer()
+        # Remember where the agent put the pointer, not where it is now: a person who pushes
+        # it into a corner while this action runs must still stop the run at the next one.
+        if point is not None and action_point(action) is not None:
+            self._agent_pointer = point
         logger.debug("desktop %s at %s", action.action, point)
         return ExecutionResult.done(point=point)
 

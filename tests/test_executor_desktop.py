@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -418,6 +419,24 @@ def test_person_pushing_pointer_to_corner_stops_run(x_display: XDisplay) -> None
             assert isinstance(stopped.value, RunAborted)
             assert isinstance(stopped.value, ExecutorError)
         finally:
+            subprocess.run(["xdotool", "mousemove", "640", "400"], check=True)
+
+
+def test_corner_push_during_action_stops_next(x_display: XDisplay) -> None:
+    with DesktopExecutor(quiet_s=0.05) as desktop:
+        desktop.execute(MouseMove(action="mouse_move", coordinate=(500, 500)))
+        push = threading.Timer(
+            0.2, subprocess.run, (["xdotool", "mousemove", "0", str(x_display.height - 1)],)
+        )
+        try:
+            push.start()
+            desktop.execute(Type(action="type", text="a slow line of text " * 3))
+            push.join()
+
+            with pytest.raises(RunStoppedError, match="corner"):
+                desktop.execute(MouseMove(action="mouse_move", coordinate=(500, 500)))
+        finally:
+            push.cancel()
             subprocess.run(["xdotool", "mousemove", "640", "400"], check=True)
 
 

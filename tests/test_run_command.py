@@ -367,7 +367,7 @@ def test_context_too_small_for_screenshot(capsys: pytest.CaptureFixture[str]) ->
     )
 
     assert code == 2
-    assert "raise --context or lower --image-tokens" in capsys.readouterr().err
+    assert "or lower --image-tokens" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -160,7 +160,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "--mode",
         choices=[mode.value for mode in Mode],
         help="single: the Instruct model plans and acts; two-model: the Thinking model plans "
-        "and the Instruct model grounds; escalating: Instruct alone, Thinking when it stalls "
+        "and the Instruct model grounds; escalating: Thinking plans the first step, then "
+        "Instruct acts alone until it stalls "
         "(default: two-model with a Thinking model, else single)",
     )
     group.add_argument(
@@ -335,7 +336,8 @@ def exit_code(outcome: RunOutcome) -> int:
 
 
 def print_outcome(outcome: RunOutcome, record_dir: Path) -> None:
-    print(f"Run ended: {outcome.status} after {outcome.steps} steps: {outcome.message}")
+    steps = "1 step" if outcome.steps == 1 else f"{outcome.steps} steps"
+    print(f"Run ended: {outcome.status} after {steps}: {outcome.message}")
     if outcome.answer is not None:
         print(f"Answer: {outcome.answer}")
     reward = outcome.evaluation.get("raw_reward", "missing") if outcome.evaluation else "missing"
@@ -384,7 +386,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         thinking=thinking,
         executor=executor,
         settings=_loop_settings(args, mode),
-        runtime=_runtime_options(args),
+        runtime=_runtime_options(args, mode),
         server=server,
         secrets=read_secrets(args.secret),
     )
@@ -436,11 +438,16 @@ def _loop_settings(args: argparse.Namespace, mode: Mode) -> LoopSettings:
     )
 
 
-def _runtime_options(args: argparse.Namespace) -> RuntimeOptions:
-    if args.context <= args.image_tokens[1]:
+def _runtime_options(args: argparse.Namespace, mode: Mode) -> RuntimeOptions:
+    reply_tokens = CallSettings().actor_max_tokens
+    if mode is not Mode.SINGLE:
+        reply_tokens = CallSettings().planner_max_tokens
+    needed = args.image_tokens[1] + reply_tokens
+    if args.context <= needed:
         raise ConfigError(
-            f"--context {args.context} cannot hold even one screenshot of up to "
-            f"{args.image_tokens[1]} image tokens; raise --context or lower --image-tokens"
+            f"--context {args.context} cannot hold one screenshot of up to {args.image_tokens[1]} "
+            f"image tokens plus a {mode} reply of up to {reply_tokens} tokens; raise --context "
+            f"above {needed} or lower --image-tokens"
         )
     return RuntimeOptions(
         n_ctx=args.context,
