@@ -50,7 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run",
         help="carry out a task on a browser page or the desktop",
         description="Carry out TASK: the models look at the screen and act on it, one approved "
-        "step at a time. Every run writes a recording.",
+        "step at a time. Every run that starts writes a recording.",
+        epilog="Exit status: 0 when the model finished the task with success or an answer, 1 when "
+        "it did not complete (it reported failure, or a step, time or token limit or an error "
+        "ended the run), 2 for usage or configuration errors, 130 when the run was aborted.",
     )
     parser.add_argument(
         "task", nargs="?", default="", help="what to do, in plain words (optional with --miniwob)"

@@ -114,16 +114,17 @@ class AgentApp(App[int]):
     #log { height: 6; border-top: solid $panel; border-title-color: $text-muted; overflow-y: auto; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
+        # Abort comes early so that a narrow terminal, which cuts the footer, still shows it.
         Binding("a", "approve", "Approve"),
         Binding("e", "edit", "Edit"),
         Binding("s", "skip", "Skip"),
         Binding("d", "deny", "Deny"),
-        Binding("A", "approve_rest", "Approve rest"),
-        Binding("p", "pause", "Pause/Resume"),
-        Binding("r", "toggle_reasoning", "Reasoning"),
-        Binding("z", "toggle_zoom", "Zoom"),
         Binding("q", "abort", "Abort"),
         Binding("q", "close", "Quit"),
+        Binding("p", "pause", "Pause"),
+        Binding("A", "approve_rest", "Approve rest"),
+        Binding("r", "toggle_reasoning", "Reasoning"),
+        Binding("z", "toggle_zoom", "Zoom"),
         Binding("ctrl+c", "quit", "Abort", show=False),
         Binding("ctrl+q", "quit", "Abort", show=False, priority=True),
     ]

@@ -76,7 +76,7 @@ class HintScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(f"Deny: {self._request.description}", markup=False)
-            yield Label("Tell the planner what to do instead (Enter sends, Escape cancels).")
+            yield Label("Tell the model what to do instead (Enter sends, Escape cancels).")
             yield Input(
                 placeholder="for example: the Submit button is further down", id="hint-input"
             )
