@@ -9,7 +9,8 @@ New pages: every page the browser context opens (a `target=_blank` link,
 `window.open`, a popup opened later by a timer) is queued. After each action the
 executor waits `settle_s` seconds for such a page, then switches to the newest one
 and reports `new_page=True`. A page that opens later still is picked up by the
-next `observe()` (extras `new_page="true"`) or by the next `wait` action.
+next `observe()` (extras `new_page="true"`), or by a `wait` action sent to this
+executor (the agent loop handles `wait` itself, so in a run it is the next `observe()`).
 
 URL allow-list: with `allowed_urls`, every navigation request whose URL matches
 none of the patterns gets an HTTP 204 No Content response, so the browser stays
