@@ -575,7 +575,7 @@ class BrowserExecutor:
         return ScreenGeometry(round(width * scale), round(height * scale), scale=scale)
 
 
-# Larger pages make Chromium's screenshot time out, and the model sees them scaled down anyway.
+# Larger pages make Chromium's screenshot time out, and the model gets them scaled down anyway.
 MAX_VIEWPORT_SIDE = 8192
 MAX_DEVICE_SCALE_FACTOR = 4.0
 

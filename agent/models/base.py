@@ -2,7 +2,7 @@
 
 A backend implements `ChatModel.complete`. The in-process llama.cpp backend, the
 OpenAI-compatible HTTP backend and the shipped test doubles (`agent.models.testing`)
-all follow it, so the loop never knows which one it has.
+all follow it, so the loop works with any of them unchanged.
 """
 
 from __future__ import annotations
@@ -91,10 +91,10 @@ class ModelReply:
 
 @runtime_checkable
 class ChatModel(Protocol):
-    """A model that answers chats with images."""
+    """A model that replies to chats with images."""
 
     name: str
 
     def complete(self, request: ChatRequest) -> ModelReply:
-        """Answer one chat request."""
+        """Generate the reply to one chat request."""
         ...
