@@ -32,7 +32,7 @@ class Observation:
 
 @dataclass(frozen=True)
 class ExecutionResult:
-    """What happened when an executor carried out one action."""
+    """The result of one action an executor carried out."""
 
     ok: bool
     reason: str = ""

@@ -12,6 +12,7 @@ import json
 import sys
 
 from agent.actions import action_point
+from agent.commands.arguments import size
 from agent.errors import GeometryError
 from agent.geometry import ScreenGeometry
 from agent.parsing import parse_reply
@@ -28,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--screen",
         required=True,
-        type=_size,
+        type=size,
         metavar="WIDTHxHEIGHT",
         help="size of the screenshot the model saw, in pixels, for example 1920x1080",
     )
@@ -85,20 +86,6 @@ def run(args: argparse.Namespace) -> int:
     }
     print(json.dumps(output, indent=2, ensure_ascii=False))
     return 0
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid screen size {text!r}; write WIDTHxHEIGHT in pixels, for example 1920x1080"
-        ) from None
-    if width < 1 or height < 1:
-        raise argparse.ArgumentTypeError(
-            f"invalid screen size {text!r}; both sides must be at least 1"
-        )
-    return width, height
 
 
 def _origin(text: str) -> tuple[float, float]:

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from agent.cli import EXIT_OK
-from agent.commands.run import positive_int
+from agent.commands.arguments import positive_int
 from agent.recording import Recording
 from agent.report import DEFAULT_NAME, MAX_IMAGE_WIDTH, write_report
 

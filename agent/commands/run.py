@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import math
 import os
 import re
 import sys
@@ -24,6 +23,7 @@ from typing import Any
 from agent.actions import describe_action, parse_action
 from agent.approval import POLICIES, ApprovalHook, ApprovalRequest, Decision, Verdict, make_policy
 from agent.cli import EXIT_ABORTED, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE
+from agent.commands.arguments import positive_float, positive_int, size, token_range
 from agent.control import RunControl
 from agent.deciding import CallSettings
 from agent.errors import AgentError, ConfigError, DownloadError, InvalidReplyError, RecordingError
@@ -78,7 +78,7 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--viewport",
-        type=_size,
+        type=size,
         default=(1280, 800),
         metavar="WIDTHxHEIGHT",
         help="browser viewport in CSS pixels (default: 1280x800)",
@@ -199,7 +199,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--image-tokens",
-        type=_token_range,
+        type=token_range,
         default=(1024, 2048),
         metavar="MIN:MAX",
         help="image tokens per screenshot; screenshots are resized into this range "
@@ -604,52 +604,3 @@ def _read(prompt: str) -> str:
     except EOFError:
         # No person can answer (stdin closed): stop instead of guessing.
         return "q"
-
-
-# Option types.
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"size {text!r} is invalid; write WIDTHxHEIGHT, for example 1280x800"
-        ) from exc
-    if width < 1 or height < 1:
-        raise argparse.ArgumentTypeError(f"size {text!r} is invalid; both sides must be at least 1")
-    return width, height
-
-
-def _token_range(text: str) -> tuple[int, int]:
-    try:
-        low, high = (int(part) for part in text.split(":"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"image tokens {text!r} are invalid; write MIN:MAX, for example 1024:2048"
-        ) from exc
-    if not 1 <= low <= high:
-        raise argparse.ArgumentTypeError(
-            f"image tokens {text!r} are invalid; MIN must be at least 1 and at most MAX"
-        )
-    return low, high
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is invalid; use a number above 0")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is invalid; use 1 or more")
-    return value
