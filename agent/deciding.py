@@ -112,6 +112,7 @@ class Decider:
         settings: CallSettings,
         ask: Ask,
         on_call: CallSink,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if mode is not Mode.SINGLE and models.thinking is None:
             raise ValueError(
@@ -125,6 +126,7 @@ class Decider:
         self.settings = settings
         self._ask = ask
         self._on_call = on_call
+        self._clock = clock
         # Rendered once per run: the date and platform stay fixed, and the prefix stays cacheable.
         self._systems = {kind: system_prompt(kind, facts) for kind in PromptKind}
 
@@ -206,7 +208,7 @@ class Decider:
         )
         request = self._request(self.history.messages(turns, planner=True), CallRole.PLANNER)
         reply, seconds = self._ask(attempt, CallRole.PLANNER, ModelSlot.THINKING, request)
-        started = time.perf_counter()
+        started = self._clock()
         plan = parse_plan(reply.text, thinking_opened=True)
         if plan.status is PlanStatus.NEXT:
             plan = self._checked_plan(plan)
@@ -247,7 +249,7 @@ class Decider:
         self, attempt: Attempt, role: CallRole, request: ChatRequest
     ) -> tuple[ModelReply, ParsedReply]:
         reply, seconds = self._ask(attempt, role, ModelSlot.INSTRUCT, request)
-        started = time.perf_counter()
+        started = self._clock()
         parsed = self._checked_reply(parse_reply(reply.text))
         self._finish_call(
             attempt, role, request, reply, (str(parsed.status), parsed.error), (seconds, started)
@@ -297,7 +299,7 @@ class Decider:
             status=verdict[0],
             error=verdict[1],
             seconds=times[0],
-            parse_seconds=time.perf_counter() - times[1],
+            parse_seconds=self._clock() - times[1],
         )
         attempt.calls.append(call)
         self._on_call(attempt, call)

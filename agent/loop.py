@@ -233,7 +233,10 @@ class AgentLoop:
         evaluate: Callable[[], dict[str, Any]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`evaluate` runs once after the last step; its result is `RunOutcome.evaluation`."""
+        """Take the loop's parts. `evaluate` runs once after the last step, into `RunOutcome.evaluation`.
+
+        `clock` times the limits and every recorded timing. Tests pass a fixed one.
+        """
         self.models = models
         self.executor = executor
         self.approval = approval
@@ -307,6 +310,7 @@ class AgentLoop:
             settings=self.settings.calls,
             ask=self._ask,
             on_call=self._on_call,
+            clock=self._clock,
         )
         self.recorder.begin(task, self.settings.as_dict())
         self._emit(RunStarted(task, self.settings.as_dict()))
@@ -370,11 +374,11 @@ class AgentLoop:
     def _observe(self, step: int) -> _Draft:
         self._set_state(step, StepState.OBSERVING)
         started_at = time.time()
-        t0 = time.perf_counter()
+        t0 = self._clock()
         observation = self.executor.observe()
-        t1 = time.perf_counter()
+        t1 = self._clock()
         screen_hash = hash_screen(observation.image)
-        t2 = time.perf_counter()
+        t2 = self._clock()
         changed = None if self._previous is None else screen_hash != self._previous[1]
         self._note_unchanged_screen(changed)
         images = {**self._history.image_steps(), id(observation.image): step}
@@ -469,9 +473,9 @@ class AgentLoop:
         draft.point, draft.risk = request.point, request.risk
         self._emit(ActionProposed(draft.step, request))
         self._set_state(draft.step, StepState.AWAITING_APPROVAL)
-        t0 = time.perf_counter()
+        t0 = self._clock()
         decision = self.approval(request)
-        draft.timings["approval"] = time.perf_counter() - t0
+        draft.timings["approval"] = self._clock() - t0
         draft.decision = decision
         self.control.checkpoint()
         return self._apply_decision(draft, proposal, decision)
@@ -507,9 +511,9 @@ class AgentLoop:
         self._set_state(draft.step, StepState.EXECUTING)
         if isinstance(action, Terminate | Answer):
             return self._finish_task(draft, action)
-        t0 = time.perf_counter()
+        t0 = self._clock()
         result = self._perform(action)
-        draft.timings["execute"] = time.perf_counter() - t0
+        draft.timings["execute"] = self._clock() - t0
         draft.result = result
         if result.point is not None:
             draft.point = result.point
@@ -650,9 +654,9 @@ class AgentLoop:
             on_text=lambda text: self._emit(TextGenerated(attempt.step, role, text)),
             cancelled=lambda: self.control.aborted,
         )
-        t0 = time.perf_counter()
+        t0 = self._clock()
         reply = model.complete(request)
-        seconds = time.perf_counter() - t0
+        seconds = self._clock() - t0
         # A model call stopped by an abort returns early; end the step here.
         self.control.checkpoint()
         self._budget.tokens += reply.usage.completion_tokens

@@ -7,7 +7,9 @@ never settles would otherwise stall the suite.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import fcntl
+import html
 import json
 import logging
 import os
@@ -108,6 +110,7 @@ class LoopRun:
     replies: list[str]
     executor: FakeExecutor = field(default_factory=lambda: FakeExecutor([form_image()]))
     recorder: MemoryRecorder | Recorder = field(default_factory=MemoryRecorder)
+    clock: Callable[[], float] = time.monotonic
 
     def __call__(self, hook: ApprovalHook, control: RunControl, on_event: EventSink) -> Finished:
         loop = AgentLoop(
@@ -118,6 +121,7 @@ class LoopRun:
             control=control,
             settings=LoopSettings(max_steps=len(self.replies)),
             on_event=on_event,
+            clock=self.clock,
         )
         with self.executor:
             outcome = loop.run("fill the form")
@@ -193,6 +197,23 @@ def test_approve_runs_action() -> None:
     assert run.executor.actions == [LeftClick(action="left_click", coordinate=(634, 538))]
     assert run.recorder.outcome.status is RunStatus.SUCCESS
     assert app.return_value == 0
+
+
+@pytest.mark.timeout(30)
+def test_runs_with_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NO_COLOR makes Textual filter every line, blank ones below the screenshot included."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    run = LoopRun([CLICK_SUBMIT, DONE])
+    app = AgentApp("fill the form", run)
+
+    async def script(pilot: Pilot[int]) -> None:
+        await wait_for_request(pilot, 1)
+        assert app.no_color
+        await pilot.press("a")
+        await approve_finish(pilot, 2)
+
+    drive(app, script)
+    assert run.recorder.outcome.status is RunStatus.SUCCESS
 
 
 @pytest.mark.timeout(30)
@@ -533,13 +554,23 @@ def test_run_with_tui_in_terminal() -> None:
 # The main screen.
 
 
+def screen_text(svg: str) -> list[str]:
+    """The visible text of an exported screen, one entry per text run."""
+    return [
+        html.unescape(run) for run in re.findall(r"<text[^>]*>(.*?)</text>", svg) if run.strip()
+    ]
+
+
 @pytest.mark.timeout(30)
-def test_main_screen_snapshot() -> None:
+def test_main_screen_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Compare the waiting screen with tests/snapshots/main_screen.svg.
 
-    Rerun with UPDATE_SNAPSHOTS=1 to rewrite the file after an intended change.
+    Both clocks are fixed: the loop's model and phase timings are drawn on the screen, and
+    a slow machine must not change them. The colours are part of the snapshot, so NO_COLOR
+    is cleared. Rerun with UPDATE_SNAPSHOTS=1 to rewrite the file after an intended change.
     """
-    run = LoopRun([CLICK_SUBMIT, DONE])
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    run = LoopRun([CLICK_SUBMIT, DONE], clock=lambda: 100.0)
     app = AgentApp("fill the form", run, clock=lambda: 100.0)
     svg: dict[str, str] = {}
 
@@ -549,14 +580,26 @@ def test_main_screen_snapshot() -> None:
         svg["text"] = app.export_screenshot(title="agent", simplify=True)
 
     drive(app, script)
-    expected = SNAPSHOTS / "main_screen.svg"
-    if os.environ.get("UPDATE_SNAPSHOTS") == "1" or not expected.exists():
+    snapshot = SNAPSHOTS / "main_screen.svg"
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1" or not snapshot.exists():
         SNAPSHOTS.mkdir(exist_ok=True)
-        expected.write_text(svg["text"], encoding="utf-8")
-    assert svg["text"] == expected.read_text(encoding="utf-8"), (
-        "the main screen changed; compare the SVGs, and rerun with UPDATE_SNAPSHOTS=1 "
-        "if the change is intended"
-    )
+        snapshot.write_text(svg["text"], encoding="utf-8")
+    expected = snapshot.read_text(encoding="utf-8")
+    if svg["text"] != expected:
+        actual = tmp_path / "main_screen.svg"
+        actual.write_text(svg["text"], encoding="utf-8")
+        changed = [
+            line
+            for line in difflib.unified_diff(
+                screen_text(expected), screen_text(svg["text"]), lineterm="", n=0
+            )
+            if line[:1] in "+-" and line[:3] not in ("+++", "---")
+        ]
+        pytest.fail(
+            f"the main screen changed; the new one is {actual}. "
+            f"Changed text: {changed or 'none, only colours or layout'}. "
+            "Rerun with UPDATE_SNAPSHOTS=1 if the change is intended."
+        )
 
 
 # A checked-in MiniWoB++ recording, replayed with a person approving each step in the TUI.

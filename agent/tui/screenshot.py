@@ -203,7 +203,8 @@ class ScreenshotCells(Widget):
         self._ensure_rendered()
         if y < len(self._lines):
             return self._lines[y]
-        return Strip.blank(self.size.width)
+        # A styled blank: the NO_COLOR filter cannot take a segment without a style.
+        return Strip.blank(self.size.width, self.rich_style)
 
     def _ensure_rendered(self) -> None:
         if self._frame is None:
