@@ -455,14 +455,46 @@ def test_generated_text_streams_in_pieces(tiny_thinking) -> None:
 
 
 def test_cancelled_call_stops_early(tiny_instruct) -> None:
-    polls = iter(range(1000))
-    request = ChatRequest(
-        messages=(SYSTEM, user(noise(320, 200, 6), "Stop soon.")),
-        max_tokens=200,
-        temperature=0.0,
-        cancelled=lambda: next(polls) >= 3,
+    # Constrained replies are ASCII, so every token streams as one piece.
+    pieces: list[str] = []
+    request = constrained(
+        SYSTEM,
+        user(noise(320, 200, 6), "Stop soon."),
+        on_text=pieces.append,
+        cancelled=lambda: len(pieces) >= 3,
     )
     reply = tiny_instruct.complete(request)
 
     assert reply.finish_reason == "cancelled"
     assert reply.usage.completion_tokens == 3
+
+
+def test_cancel_during_prompt_keeps_cache(tiny_instruct, capfd: pytest.CaptureFixture[str]) -> None:
+    """A cancel inside prompt evaluation keeps only finished entries, and the next call reuses them.
+
+    The cancel fires at the n-th poll, for many n, so it lands at different points: between
+    chunks, or inside the decode of a text chunk or of the image.
+    """
+    request = constrained(SYSTEM, user(noise(320, 200, 7), "Cancel me."))
+    tiny_instruct.clear_cache()
+    expected = tiny_instruct.complete(request)
+    prompt_tokens = expected.usage.prompt_tokens
+    stopped_at: set[int] = set()
+    for n in (1, 5, 20, 40, 60, 80, 100, 120, 150, 200, 250):
+        polls = iter(range(100_000))
+        tiny_instruct.clear_cache()
+        cancelled = tiny_instruct.complete(
+            dataclasses.replace(request, cancelled=lambda polls=polls, n=n: next(polls) >= n)
+        )
+        again = tiny_instruct.complete(request)
+
+        assert again.text == expected.text, f"cancelled at poll {n}"
+        if cancelled.finish_reason != "cancelled" or cancelled.usage.completion_tokens:
+            continue
+        evaluated = cancelled.usage.evaluated_tokens
+        assert evaluated + again.usage.evaluated_tokens == prompt_tokens, f"cancelled at poll {n}"
+        stopped_at.add(evaluated)
+
+    assert 0 in stopped_at
+    assert len([tokens for tokens in stopped_at if 0 < tokens < prompt_tokens]) >= 2
+    assert "llama.cpp" not in capfd.readouterr().err

@@ -30,7 +30,7 @@ from agent.models.base import ChatRequest, ImagePart, Message, ModelReply, TextP
 from agent.models.chat_template import render_prompt
 from agent.models.grammar import THINK_CLOSE, tool_call_grammar
 from agent.models.images import PreparedImageCache, TokenBudget
-from agent.models.mtmd import EvalStats, MtmdSession, silence_mtmd_logs
+from agent.models.mtmd import EvalStats, MtmdSession, route_native_logs
 from agent.models.sampling import INSTRUCT_SAMPLING, THINKING_SAMPLING, SamplingParams, TokenSampler
 
 logger = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class LlamaCppModel:
     def _open_session(
         self, mmproj_path: str | Path, image_max_tokens: int, use_gpu: bool
     ) -> MtmdSession:
-        silence_mtmd_logs()
+        route_native_logs()
         return MtmdSession(
             self._llama,
             str(_existing(mmproj_path, "mmproj")),
@@ -206,10 +206,14 @@ class LlamaCppModel:
         logger.debug("prompt for %s:\n%s", self.name, text)
         with self._session.tokenize(text, prepared) as prompt:
             self._check_context(prompt.cells, request.max_tokens)
-            stats = self._session.evaluate(prompt)
+            stats = self._session.evaluate(prompt, request.cancelled)
             prompt_cells, image_cells = prompt.cells, prompt.image_cells
         decode_started = time.perf_counter()
-        generation = self._generate(request)
+        if stats.cancelled:
+            # The prompt's last logits were never computed, so nothing can be sampled.
+            generation = _Generation(reasoning_open=self.thinking, finish_reason="cancelled")
+        else:
+            generation = self._generate(request)
         decode_s = time.perf_counter() - decode_started
         usage = Usage(
             prompt_tokens=prompt_cells,

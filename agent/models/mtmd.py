@@ -15,7 +15,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -31,6 +31,13 @@ logger = logging.getLogger(__name__)
 SEQUENCE = 0
 # A NULL function pointer: the helper's post-decode callback is optional.
 _NO_CALLBACK = mtmd_cpp.mtmd_helper_post_decode_callback()
+_NO_ABORT = llama_cpp.ggml_abort_callback()
+# llama_decode's return code when the abort callback stopped it.
+_DECODE_ABORTED = 2
+
+
+class _Cancelled(Exception):
+    """Raised inside `evaluate` when the caller cancels. The cache keeps the finished entries."""
 
 
 @llama_cpp.llama_log_callback
@@ -40,8 +47,30 @@ def _log_to_debug(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     logger.debug("mtmd: %s", text.decode("utf-8", errors="replace").rstrip())
 
 
-def silence_mtmd_logs() -> None:
-    """Route mtmd's and mtmd-helper's log output to DEBUG logging instead of stderr."""
+# ggml_log_level's GGML_LOG_LEVEL_ERROR.
+_GGML_ERROR = 3
+
+
+class _NativeLog:
+    """Whether an abort requested by the caller is in progress, for the llama.cpp log."""
+
+    aborting = False
+
+
+@llama_cpp.llama_log_callback
+def _log_llama(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    # llama-cpp-python prints llama.cpp's errors to stderr, which garbles the TUI. An
+    # aborted decode logs an error about the KV entries it removes, expected after a cancel.
+    message = text.decode("utf-8", errors="replace").rstrip()
+    if level == _GGML_ERROR and not _NativeLog.aborting:
+        logger.error("llama.cpp: %s", message)
+    else:
+        logger.debug("llama.cpp: %s", message)
+
+
+def route_native_logs() -> None:
+    """Send llama.cpp's, mtmd's and mtmd-helper's log output to logging instead of stderr."""
+    llama_cpp.llama_log_set(_log_llama, ctypes.c_void_p(0))
     mtmd_cpp.mtmd_log_set(_log_to_debug, ctypes.c_void_p(0))
     mtmd_cpp.mtmd_helper_log_set(_log_to_debug, ctypes.c_void_p(0))
 
@@ -85,6 +114,8 @@ class EvalStats:
     reused_cells: int
     image_encode_s: float
     eval_s: float
+    # True when the caller cancelled before the whole prompt was in the cache.
+    cancelled: bool = False
 
 
 class MtmdSession:
@@ -109,6 +140,8 @@ class MtmdSession:
         self._entries: list[CacheEntry] = []
         self._position = 0
         self._closed = False
+        # The ctypes callback must outlive every decode that can call it.
+        self._abort = _NO_ABORT
         self._mtmd = _init_mtmd(llama, mmproj_path, image_max_tokens, use_gpu, n_threads)
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self._batch_tokens = np.ctypeslib.as_array(self._batch.token, shape=(n_batch,))
@@ -134,11 +167,13 @@ class MtmdSession:
         finally:
             mtmd_cpp.mtmd_input_chunks_free(chunks)
 
-    def evaluate(self, prompt: Prompt) -> EvalStats:
+    def evaluate(self, prompt: Prompt, cancelled: Callable[[], bool] | None = None) -> EvalStats:
         """Bring the KV cache to exactly `prompt`, evaluating only what the cache lacks.
 
         The last entry is always evaluated again, so the logits of the final prompt
-        position are ready for sampling.
+        position are ready for sampling. `cancelled` is polled before each chunk and, through
+        llama.cpp's abort callback, inside each decode. A cancelled evaluation keeps the
+        entries it finished, so the next prompt reuses them.
         """
         if not prompt.entries or isinstance(prompt.entries[-1].key, str):
             raise ModelError(
@@ -147,24 +182,46 @@ class MtmdSession:
             )
         started = time.perf_counter()
         reused = self._trim_to_common_prefix(prompt.entries)
-        encode_s = 0.0
-        for index in range(len(prompt.chunk_starts) - 1):
-            start, end = prompt.chunk_starts[index], prompt.chunk_starts[index + 1]
-            if end <= reused:
-                continue
-            chunk = mtmd_cpp.mtmd_input_chunks_get(prompt.chunks, index)
-            if isinstance(prompt.entries[start].key, str):
-                encode_s += self._eval_image(chunk, prompt.entries[start])
-            else:
-                keys = [entry.key for entry in prompt.entries[max(start, reused) : end]]
-                self._eval_text([int(key) for key in keys], logits_last=end == len(prompt.entries))
         reused_cells = sum(entry.cells for entry in prompt.entries[:reused])
+        cached_before = self.cached_cells
+        encode_s = 0.0
+        aborted = False
+        self._set_abort(cancelled)
+        try:
+            for index in range(len(prompt.chunk_starts) - 1):
+                start, end = prompt.chunk_starts[index], prompt.chunk_starts[index + 1]
+                if end <= reused:
+                    continue
+                if cancelled is not None and cancelled():
+                    raise _Cancelled
+                chunk = mtmd_cpp.mtmd_input_chunks_get(prompt.chunks, index)
+                if isinstance(prompt.entries[start].key, str):
+                    encode_s += self._eval_image(chunk, prompt.entries[start])
+                else:
+                    keys = [entry.key for entry in prompt.entries[max(start, reused) : end]]
+                    self._eval_text(
+                        [int(key) for key in keys], logits_last=end == len(prompt.entries)
+                    )
+        except _Cancelled:
+            aborted = True
+            logger.info(
+                "prompt evaluation cancelled after %d new cells", self.cached_cells - cached_before
+            )
+        finally:
+            self._set_abort(None)
+            _NativeLog.aborting = False
         return EvalStats(
-            evaluated_cells=prompt.cells - reused_cells,
+            evaluated_cells=self.cached_cells - cached_before,
             reused_cells=reused_cells,
             image_encode_s=encode_s,
             eval_s=time.perf_counter() - started,
+            cancelled=aborted,
         )
+
+    @property
+    def cached_cells(self) -> int:
+        """The KV cells that hold finished entries."""
+        return sum(entry.cells for entry in self._entries)
 
     def decode_token(self, token: int) -> None:
         """Append one generated token to the KV cache and compute its logits."""
@@ -202,6 +259,22 @@ class MtmdSession:
         self._position = position
         return common
 
+    def _set_abort(self, cancelled: Callable[[], bool] | None) -> None:
+        """Install `cancelled` as llama.cpp's abort callback, or remove it with None."""
+        if cancelled is None:
+            self._abort = _NO_ABORT
+        else:
+
+            def poll(_data: ctypes.c_void_p) -> bool:
+                if cancelled():
+                    _NativeLog.aborting = True
+                    return True
+                return False
+
+            # ggml calls this between graph nodes inside llama_decode, so keep it cheap.
+            self._abort = llama_cpp.ggml_abort_callback(poll)
+        llama_cpp.llama_set_abort_callback(self._ctx, self._abort, None)
+
     def _eval_text(self, tokens: list[int], *, logits_last: bool) -> None:
         for offset in range(0, len(tokens), self._n_batch):
             part = tokens[offset : offset + self._n_batch]
@@ -214,6 +287,10 @@ class MtmdSession:
                 self._batch_logits[count - 1] = 1
             self._batch.n_tokens = count
             result = llama_cpp.llama_decode(self._ctx, self._batch)
+            if result == _DECODE_ABORTED:
+                # The batch's entries are not recorded, and the next `evaluate` trims the
+                # KV cache after its common prefix, so nothing partial is reused.
+                raise _Cancelled
             if result != 0:
                 raise ModelError(
                     f"llama_decode failed with code {result} on {count} text tokens "
@@ -246,6 +323,8 @@ class MtmdSession:
             _NO_CALLBACK,
             None,
         )
+        if result == _DECODE_ABORTED:
+            raise _Cancelled
         if result != 0:
             raise ModelError(
                 f"llama.cpp failed to decode an image of {entry.cells} tokens (code {result})"
