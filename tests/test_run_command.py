@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +17,8 @@ import pytest
 from agent.actions import LeftClick
 from agent.approval import ApprovalRequest, Verdict
 from agent.cli import EXIT_ABORTED, EXIT_INCOMPLETE, EXIT_OK, build_parser, main
-from agent.commands.run import ask_on_stdin, build_config, exit_code
+from agent.commands.run import ask_on_stdin, build_config, ctrl_c_aborts, exit_code
+from agent.control import RunControl
 from agent.geometry import ScreenGeometry
 from agent.models.tiny import TinyModelPaths
 from agent.recording import Recording
@@ -51,6 +56,34 @@ def _report_command_ready() -> bool:
 
 
 # End to end.
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_during_prompt_evaluation(tiny_models: TinyModelPaths, tmp_path: Path) -> None:
+    """SIGINT while llama.cpp evaluates a prompt aborts the run: exit 130, outcome aborted."""
+    record = tmp_path / "rec"
+    page = tmp_path / "page.html"
+    page.write_text("<button>Ok</button>", encoding="utf-8")
+    args = ["-vv", "run", "press Ok", "--url", page.as_uri(), *_model_args(tiny_models)]
+    args += ["--yes", "--no-tui", "--record", str(record), "--threads", "2"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    # The backend logs the rendered prompt at DEBUG just before it evaluates it.
+    for line in process.stderr:
+        if "prompt for" in line:
+            process.send_signal(signal.SIGINT)
+            break
+    output, errors = process.communicate(timeout=30)
+
+    assert process.returncode == EXIT_ABORTED, errors[-2000:]
+    assert "Run ended: aborted" in output
+    assert "Exception ignored" not in errors
+    assert Recording.open(record).manifest["outcome"]["status"] == "aborted"
 
 
 def test_tiny_model_drives_miniwob(
@@ -313,6 +346,48 @@ def test_stdin_verdicts(
     _answers(monkeypatch, *lines)
 
     assert ask_on_stdin(request_to_approve).verdict is verdict
+
+
+def test_stdin_deny_needs_hint(
+    monkeypatch: pytest.MonkeyPatch, request_to_approve: ApprovalRequest
+) -> None:
+    _answers(monkeypatch, "d", "", "d", "use the search box")
+
+    decision = ask_on_stdin(request_to_approve)
+
+    assert decision.verdict is Verdict.DENY
+    assert decision.hint == "use the search box"
+
+
+@pytest.mark.parametrize("answers", [(), ("d",), ("e",)])
+def test_stdin_ctrl_c_aborts(
+    monkeypatch: pytest.MonkeyPatch, request_to_approve: ApprovalRequest, answers: tuple[str, ...]
+) -> None:
+    """Ctrl+C at any prompt, the hint and edit prompts included, aborts the run."""
+    queue = iter(answers)
+
+    def interrupted_input(prompt: str = "") -> str:
+        for answer in queue:
+            return answer
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("builtins.input", interrupted_input)
+
+    assert ask_on_stdin(request_to_approve).verdict is Verdict.ABORT
+
+
+def test_ctrl_c_sets_abort_flag() -> None:
+    """The first SIGINT sets the abort flag without raising, the second raises."""
+    control = RunControl()
+    before = signal.getsignal(signal.SIGINT)
+
+    with ctrl_c_aborts(control):
+        os.kill(os.getpid(), signal.SIGINT)
+        assert control.aborted
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_stdin_deny_with_hint(

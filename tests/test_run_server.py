@@ -119,3 +119,42 @@ def test_allow_list_blocks_other_pages(server: FakeServer, tmp_path: Path) -> No
     assert "http://127.0.0.1:9/elsewhere" in first["result"]["reason"]
     assert recording.steps[1].raw["extras"]["url"].startswith("data:text/html")
     assert recording.manifest["executor"]["allowed_urls"] == ["https://example.test/*"]
+
+
+def test_console_redacts_secrets(
+    server: FakeServer,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A model that writes a secret's value itself still never shows it on the console."""
+    monkeypatch.setenv("SITE_PASSWORD", "hunter2secret")
+    server.script = [
+        Canned(body=completion(_call(action="type", text="hunter2secret"))),
+        Canned(body=completion(_call(action="answer", text="the password is hunter2secret"))),
+    ]
+
+    code = main(
+        [
+            "run",
+            "log in",
+            "--url",
+            PAGE,
+            "--api-base",
+            server.base_url,
+            "--api-model",
+            "qwen3-vl-8b",
+            "--secret",
+            "SITE_PASSWORD",
+            "--yes",
+            "--no-tui",
+            "--record",
+            str(tmp_path / "rec"),
+        ]
+    )
+
+    output = capsys.readouterr()
+    assert code == EXIT_OK
+    assert "hunter2secret" not in output.out
+    assert "hunter2secret" not in output.err
+    assert "Answer: the password is {{secret:SITE_PASSWORD}}" in output.out

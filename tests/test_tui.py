@@ -33,6 +33,7 @@ from textual.widgets import Collapsible, RichLog, Static
 
 from agent.actions import LeftClick, Type, parse_action
 from agent.approval import ApprovalHook, ApprovalRequest, Decision, Verdict
+from agent.cli import EXIT_ABORTED
 from agent.control import RunControl
 from agent.deciding import Models
 from agent.geometry import ScreenGeometry
@@ -214,6 +215,23 @@ def test_runs_with_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
 
     drive(app, script)
     assert run.recorder.outcome.status is RunStatus.SUCCESS
+
+
+@pytest.mark.timeout(30)
+def test_sigint_aborts_like_ctrl_c() -> None:
+    """SIGINT sent from outside the terminal (kill -INT) aborts the run and exits 130."""
+    run = LoopRun([CLICK_SUBMIT, DONE])
+    app = AgentApp("fill the form", run)
+
+    async def script(pilot: Pilot[int]) -> None:
+        await wait_for_request(pilot, 1)
+        os.kill(os.getpid(), signal.SIGINT)
+        await until(pilot, lambda: app.finished is not None)
+
+    drive(app, script)
+    assert app.return_value == EXIT_ABORTED
+    assert run.recorder.outcome.status is RunStatus.ABORTED
+    assert run.executor.actions == []
 
 
 @pytest.mark.timeout(30)

@@ -12,12 +12,18 @@ configuration errors, 130 aborted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
+import logging
 import os
 import re
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from agent.actions import describe_action, parse_action
@@ -40,9 +46,15 @@ from agent.runner import (
     default_record_dir,
     run_agent,
 )
+from agent.safety import Secrets
 from agent.steps import LoopEvent, Mode, RunOutcome, RunStarted, RunStatus, StepFinished
 
 __all__ = ["build_config", "exit_code", "register", "run_agent"]
+
+logger = logging.getLogger(__name__)
+
+# Set while `_read` waits for the person at an approval prompt.
+_prompting = threading.Event()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -288,22 +300,47 @@ def run(args: argparse.Namespace) -> int:
 def _run_plain(config: RunConfig, policy: str) -> int:
     hook = make_policy(policy, ask_on_stdin)
     control = RunControl()
+    redact = Secrets(config.secrets).redact
 
     def on_event(event: LoopEvent) -> None:
         if isinstance(event, RunStarted):
             print(f"Recording to {config.record_dir}", flush=True)
-        print_progress(event)
+        print_progress(event, redact)
 
     try:
-        outcome = run_agent(config, hook, control, on_event)
+        with ctrl_c_aborts(control):
+            outcome = run_agent(config, hook, control, on_event)
     except (ConfigError, DownloadError, RecordingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except AgentError as exc:
         print(f"error: the run could not start: {exc}", file=sys.stderr)
         return EXIT_INCOMPLETE
-    print_outcome(outcome, config.record_dir)
+    print_outcome(outcome, config.record_dir, redact)
     return exit_code(outcome)
+
+
+@contextlib.contextmanager
+def ctrl_c_aborts(control: RunControl) -> Iterator[None]:
+    """Make Ctrl+C abort the run through `control` instead of raising KeyboardInterrupt.
+
+    KeyboardInterrupt cannot cross llama.cpp's abort callback, so it would be lost while a
+    model evaluates. At an approval prompt, or on a second Ctrl+C, it is raised as usual.
+    """
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        if _prompting.is_set() or control.aborted:
+            raise KeyboardInterrupt
+        logger.warning(
+            "stopping the run after the current model call or action. Press Ctrl+C again to force"
+        )
+        control.abort()
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _run_in_tui(config: RunConfig, policy: str) -> int:
@@ -318,15 +355,15 @@ def _run_in_tui(config: RunConfig, policy: str) -> int:
     return code
 
 
-def print_progress(event: LoopEvent) -> None:
-    """Print one line per finished step, for runs without the TUI."""
+def print_progress(event: LoopEvent, redact: Callable[[str], str] = str) -> None:
+    """Print one line per finished step, for runs without the TUI, passed through `redact`."""
     if not isinstance(event, StepFinished):
         return
     record = event.record
     action = record.action or record.proposed
     text = describe_action(action) if action is not None else "no action"
     where = f" at input point {record.point}" if record.point else ""
-    print(f"Step {record.step}: {text}{where}: {record.outcome}", flush=True)
+    print(redact(f"Step {record.step}: {text}{where}: {record.outcome}"), flush=True)
 
 
 def exit_code(outcome: RunOutcome) -> int:
@@ -338,11 +375,13 @@ def exit_code(outcome: RunOutcome) -> int:
     return EXIT_INCOMPLETE
 
 
-def print_outcome(outcome: RunOutcome, record_dir: Path) -> None:
+def print_outcome(
+    outcome: RunOutcome, record_dir: Path, redact: Callable[[str], str] = str
+) -> None:
     steps = "1 step" if outcome.steps == 1 else f"{outcome.steps} steps"
-    print(f"Run ended: {outcome.status} after {steps}: {outcome.message}")
+    print(redact(f"Run ended: {outcome.status} after {steps}: {outcome.message}"))
     if outcome.answer is not None:
-        print(f"Answer: {outcome.answer}")
+        print(redact(f"Answer: {outcome.answer}"))
     reward = outcome.evaluation.get("raw_reward", "missing") if outcome.evaluation else "missing"
     if reward != "missing":
         shown = "not finished" if reward is None else f"{reward:g}"
@@ -564,11 +603,14 @@ def ask_on_stdin(request: ApprovalRequest) -> Decision:
         print(f"  Plan: {request.instruction}")
     if request.risk:
         print(f"  Risky: {request.risk}")
-    while True:
-        answer = _read("Approve? [y]es, [s]kip, [d]eny with a hint, [e]dit, [q]uit: ").lower()
-        decision = _decision(answer)
-        if decision is not None:
-            return decision
+    try:
+        while True:
+            answer = _read("Approve? [y]es, [s]kip, [d]eny with a hint, [e]dit, [q]uit: ").lower()
+            decision = _decision(answer)
+            if decision is not None:
+                return decision
+    except _PromptClosed:
+        return Decision(Verdict.ABORT, source="person")
 
 
 def _decision(answer: str) -> Decision | None:
@@ -578,13 +620,21 @@ def _decision(answer: str) -> Decision | None:
         case "s" | "skip":
             return Decision(Verdict.SKIP, source="person")
         case "d" | "deny":
-            return Decision(Verdict.DENY, hint=_read("Hint for the planner: "), source="person")
+            return _denied()
         case "e" | "edit":
             return _edited()
         case "q" | "quit" | "abort":
             return Decision(Verdict.ABORT, source="person")
     print("Answer y, s, d, e or q.")
     return None
+
+
+def _denied() -> Decision | None:
+    hint = _read("Hint for the planner: ")
+    if not hint:
+        print("A deny needs a hint that tells the planner what to do instead.")
+        return None
+    return Decision(Verdict.DENY, hint=hint, source="person")
 
 
 def _edited() -> Decision | None:
@@ -598,9 +648,20 @@ def _edited() -> Decision | None:
         return None
 
 
+class _PromptClosed(Exception):
+    """Ctrl+C at a prompt, or stdin closed: no answer will come, so the run is aborted."""
+
+
 def _read(prompt: str) -> str:
+    _prompting.set()
     try:
         return input(prompt).strip()
     except EOFError:
-        # No person can answer (stdin closed): stop instead of guessing.
-        return "q"
+        # No person can respond: stop instead of guessing.
+        print("\nstdin is closed, so no approval can come: aborting the run", file=sys.stderr)
+        raise _PromptClosed from None
+    except KeyboardInterrupt:
+        print()
+        raise _PromptClosed from None
+    finally:
+        _prompting.clear()

@@ -8,8 +8,10 @@ posting messages: loop events through `on_event`, and approval requests through 
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
+import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -186,12 +188,35 @@ class AgentApp(App[int]):
         self.query_one("#log", RichLog).border_title = "Log"
         self.set_interval(0.5, self._refresh_status)
         self._set_state(RunState.WORKING)
+        self._watch_interrupts(True)
         self._run()
 
     def on_unmount(self) -> None:
+        self._watch_interrupts(False)
         # The process cannot exit before the worker thread ends. An abort ends a loop that waits
         # for approval or sleeps within 0.1 s, and any other loop at its next checkpoint.
         self.control.abort()
+
+    def _watch_interrupts(self, on: bool) -> None:
+        """Treat SIGINT sent from outside (kill -INT) like Ctrl+C pressed in the app.
+
+        Ctrl+C typed in the terminal arrives as a key, because the terminal is in raw mode.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            if on:
+                loop.add_signal_handler(signal.SIGINT, self._interrupted)
+            else:
+                loop.remove_signal_handler(signal.SIGINT)
+        except (RuntimeError, ValueError):
+            # Signal handlers can only be set in the main thread.
+            logger.debug("SIGINT is not handled by the app outside the main thread")
+
+    def _interrupted(self) -> None:
+        if self.finished is None:
+            self.action_abort()
+        else:
+            self.action_close()
 
     @work(thread=True, exit_on_error=False, name="agent run")
     def _run(self) -> Finished:
