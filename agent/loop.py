@@ -322,7 +322,8 @@ class AgentLoop:
         while True:
             if self._step >= self.settings.max_steps:
                 return self._outcome(
-                    RunStatus.STEP_LIMIT, f"reached the limit of {self.settings.max_steps} steps"
+                    RunStatus.STEP_LIMIT,
+                    f"reached the limit of {_count(self.settings.max_steps, 'step')}",
                 )
             self.control.checkpoint()
             try:
@@ -705,3 +706,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
     return value
+
+
+def _count(number: int, noun: str) -> str:
+    """Return "1 step" or "3 steps"."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

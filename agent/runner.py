@@ -284,7 +284,7 @@ def _allowed_urls(spec: ExecutorSpec, start_url: str) -> tuple[str, ...] | None:
     """Return the allow-list, with the start page added so that it can always load."""
     if not spec.allowed_urls:
         return None
-    return (*spec.allowed_urls, start_url)
+    return tuple(dict.fromkeys((*spec.allowed_urls, start_url)))
 
 
 def _prepare_target(

@@ -556,7 +556,7 @@ class BrowserExecutor:
 
     def _blocked_reason(self) -> str:
         urls = ", ".join(dict.fromkeys(self._blocked_urls))
-        patterns = ", ".join(map(_show_pattern, self.allowed_urls or ()))
+        patterns = ", ".join(dict.fromkeys(map(_show_pattern, self.allowed_urls or ())))
         return (
             f"navigation to {urls} was blocked because it matches none of the allowed "
             f"URL patterns: {patterns}"

@@ -16,7 +16,7 @@ import pytest
 
 from agent.actions import LeftClick
 from agent.approval import ApprovalRequest, Verdict
-from agent.cli import EXIT_ABORTED, EXIT_INCOMPLETE, EXIT_OK, build_parser, main
+from agent.cli import EXIT_ABORTED, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, build_parser, main
 from agent.commands.run import ask_on_stdin, build_config, ctrl_c_aborts, exit_code
 from agent.control import RunControl
 from agent.geometry import ScreenGeometry
@@ -451,9 +451,14 @@ def test_context_too_small_for_screenshot(capsys: pytest.CaptureFixture[str]) ->
         (["--max-seconds", "0"], "use a number above 0"),
         (["--max-seconds", "inf"], "use a number above 0"),
         (["--secret", "bad name"], "letters, digits and underscores"),
+        (["--threads", "-3"], "use 1 or more"),
+        (["--gpu-layers", "-7"], "use -1 for all layers"),
+        (["--executor", "desktop", "--viewport", "800x600"], "--viewport has no effect"),
+        (["--executor", "desktop", "--headed", "--allow-url", "x"], "--headed and --allow-url"),
+        (["--monitor", "2"], "--monitor has no effect with --executor browser"),
     ],
 )
-def test_run_limits_and_secret_names_checked(
+def test_run_options_checked(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(
@@ -494,3 +499,24 @@ def test_url_without_effect_rejected(extra: list[str], capsys: pytest.CaptureFix
 
     assert code == 2
     assert "drop --url" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target", ["model", "page"])
+def test_run_that_cannot_start_exits_2(
+    tiny_models: TinyModelPaths, tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    """A model file llama.cpp cannot load, or a start page that does not load, is a usage error."""
+    page = tmp_path / "page.html"
+    page.write_text("<button>Ok</button>", encoding="utf-8")
+    broken = tmp_path / "broken.gguf"
+    broken.write_text("this is not a GGUF file", encoding="utf-8")
+    if target == "model":
+        args = ["--url", page.as_uri(), "--instruct-model", str(broken)]
+        args += ["--instruct-mmproj", str(tiny_models.instruct_mmproj)]
+    else:
+        args = ["--url", (tmp_path / "missing.html").as_uri(), *_model_args(tiny_models)]
+
+    code = main(["run", "press Ok", *args, "--yes", "--no-tui", "--record", str(tmp_path / "r")])
+
+    assert code == EXIT_USAGE
+    assert "the run could not start" in capsys.readouterr().err

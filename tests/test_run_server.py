@@ -72,6 +72,8 @@ def test_run_uses_server_models(server: FakeServer, tmp_path: Path) -> None:  # 
             ["--api-base", "http://127.0.0.1:9/v1", "--api-model", "m", "--mode", "two-model"],
             "needs a Thinking model",
         ),
+        (["--api-base", "ftp://127.0.0.1/v1", "--api-model", "m"], "http:// or https://"),
+        (["--api-base", "127.0.0.1:8080", "--api-model", "m"], "http:// or https://"),
     ],
 )
 def test_server_options_checked(

@@ -52,3 +52,14 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is invalid; use 1 or more")
     return value
+
+
+def gpu_layers(text: str) -> int:
+    """Parse a layer count for GPU offload: -1 for all layers, 0 for none, or N."""
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
+    if value < -1:
+        raise argparse.ArgumentTypeError(f"{value} is invalid; use -1 for all layers, 0 or more")
+    return value

@@ -6,7 +6,7 @@ the run logs plain lines and asks for approvals on stdin.
 
 Exit codes: 0 the task succeeded (or was answered), 1 it did not complete (failure,
 a limit, stuck, invalid replies or an error during the run), 2 usage or
-configuration errors, 130 aborted.
+configuration errors and runs that cannot start, 130 aborted.
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
 from agent.actions import describe_action, parse_action
 from agent.approval import POLICIES, ApprovalHook, ApprovalRequest, Decision, Verdict, make_policy
 from agent.cli import EXIT_ABORTED, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE
-from agent.commands.arguments import positive_float, positive_int, size, token_range
+from agent.commands.arguments import gpu_layers, positive_float, positive_int, size, token_range
 from agent.control import RunControl
 from agent.deciding import CallSettings
 from agent.errors import AgentError, ConfigError, DownloadError, InvalidReplyError, RecordingError
@@ -65,7 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "step at a time. Every run that starts writes a recording.",
         epilog="Exit status: 0 when the model finished the task with success or an answer, 1 when "
         "it did not complete (it reported failure, or a step, time or token limit or an error "
-        "ended the run), 2 for usage or configuration errors, 130 when the run was aborted.",
+        "ended the run), 2 for usage or configuration errors and runs that cannot start (a model "
+        "llama.cpp cannot load, a page that does not load, no display), 130 when the run was "
+        "aborted.",
     )
     parser.add_argument(
         "task", nargs="?", default="", help="what to do, in plain words (optional with --miniwob)"
@@ -188,14 +191,14 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--gpu-layers",
-        type=int,
+        type=gpu_layers,
         default=-1,
         metavar="N",
         help="layers to offload to the GPU: -1 all, 0 none (default: -1)",
     )
     group.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="CPU threads for llama.cpp (default: llama.cpp's choice)",
     )
@@ -315,7 +318,7 @@ def _run_plain(config: RunConfig, policy: str) -> int:
         return EXIT_USAGE
     except AgentError as exc:
         print(f"error: the run could not start: {exc}", file=sys.stderr)
-        return EXIT_INCOMPLETE
+        return EXIT_USAGE
     print_outcome(outcome, config.record_dir, redact)
     return exit_code(outcome)
 
@@ -447,6 +450,12 @@ def _server_spec(args: argparse.Namespace) -> ServerSpec | None:
         )
     if args.instruct_model or args.thinking_model:
         raise ConfigError("use either --api-base or GGUF model files, not both")
+    address = urlsplit(args.api_base)
+    if address.scheme not in ("http", "https") or not address.netloc:
+        raise ConfigError(
+            f"--api-base {args.api_base} is invalid; give the server's http:// or https:// "
+            "address, for example http://127.0.0.1:8080/v1"
+        )
     return ServerSpec(args.api_base, args.api_model, args.api_thinking_model, args.api_key_env)
 
 
@@ -454,6 +463,13 @@ def _executor_spec(args: argparse.Namespace) -> ExecutorSpec:
     if args.url != "about:blank" and (args.miniwob or args.executor == "desktop"):
         where = "--miniwob opens its own task page" if args.miniwob else "the desktop has no URL"
         raise ConfigError(f"--url {args.url} has no effect because {where}; drop --url")
+    ignored = _ignored_options(args)
+    if ignored:
+        flags = " and ".join(ignored)
+        raise ConfigError(
+            f"{flags} has no effect with --executor {args.executor}; drop it or use the "
+            "other executor"
+        )
     return ExecutorSpec(
         kind=args.executor,
         url=args.url,
@@ -466,6 +482,21 @@ def _executor_spec(args: argparse.Namespace) -> ExecutorSpec:
         miniwob_seed=args.seed,
         allowed_urls=tuple(args.allow_url),
     )
+
+
+def _ignored_options(args: argparse.Namespace) -> list[str]:
+    """Return the executor options given that the chosen executor does not use."""
+    if args.executor == "browser":
+        return ["--monitor"] if args.monitor is not None else []
+    browser_only = {
+        "--viewport": args.viewport != (1280, 800),
+        "--device-scale-factor": args.device_scale_factor != 1.0,
+        "--headed": args.headed,
+        "--browser": args.browser is not None,
+        "--allow-url": bool(args.allow_url),
+        "--miniwob": args.miniwob is not None,
+    }
+    return [flag for flag, given in browser_only.items() if given]
 
 
 def _loop_settings(args: argparse.Namespace, mode: Mode) -> LoopSettings:

@@ -31,7 +31,7 @@ from agent.actions import Action, describe_action
 from agent.approval import ApprovalHook, ApprovalRequest, Decision, Verdict
 from agent.cli import EXIT_ABORTED, EXIT_INCOMPLETE, EXIT_USAGE
 from agent.control import RunAborted, RunControl
-from agent.errors import AgentError, ConfigError
+from agent.errors import AgentError
 from agent.tui.bridge import Policy, ShownRequest, TuiApproval
 from agent.tui.events import apply_event
 from agent.tui.logs import LogLine
@@ -224,12 +224,10 @@ class AgentApp(App[int]):
             return self._start(self.approval, self.control, self._post_event)
         except RunAborted:
             return Finished(EXIT_ABORTED, "The run was aborted.")
-        except ConfigError as exc:
+        except AgentError as exc:
+            # The loop ends errors during the run itself, so these come from starting it.
             logger.error("the run could not start: %s", exc)
             return Finished(EXIT_USAGE, f"The run could not start: {exc}")
-        except AgentError as exc:
-            logger.error("the run failed: %s", exc)
-            return Finished(EXIT_INCOMPLETE, f"The run failed: {exc}")
 
     # Messages from the worker thread. Both post functions run on the worker thread.
 
