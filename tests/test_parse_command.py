@@ -8,6 +8,7 @@ import json
 import pytest
 
 from agent.cli import main
+from agent.parsing import MAX_CHECKED_AFTER_ACTION
 
 CLICK = '<tool_call>{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [500, 250]}}</tool_call>'
 
@@ -83,3 +84,38 @@ def test_parse_rejects_bad_screen(monkeypatch, capsys, screen: str) -> None:
     code, _, err = run_parse(monkeypatch, capsys, CLICK, "--screen", screen)
     assert code == 2
     assert "WIDTHxHEIGHT" in err or "at least 1" in err
+
+
+def test_parse_failure_output_keys(monkeypatch, capsys) -> None:
+    code, out, _ = run_parse(monkeypatch, capsys, "no action here", "--screen", "800x600")
+    result = json.loads(out)
+    assert code == 2
+    assert set(result) == {"status", "thinking", "dropped"}
+    assert result["status"] == "no_action"
+
+
+def test_parse_help_names_failure_keys(monkeypatch, capsys) -> None:
+    code = main(["parse", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert code == 0
+    assert "keys thinking, action, point and dropped" in help_text
+    assert "keys status (truncated, no_action or invalid), thinking and dropped" in help_text
+    assert "exit status is 2" in help_text
+
+
+@pytest.mark.parametrize("depth", [900, 1000, 5000])
+def test_parse_deep_call_exits_2(monkeypatch, capsys, depth: int) -> None:
+    reply = "<tool_call>" + "[" * depth + "]" * depth + "</tool_call>"
+    code, out, err = run_parse(monkeypatch, capsys, reply, "--screen", "1280x800")
+    assert code == 2
+    assert json.loads(out)["status"] == "invalid"
+    assert "nested too deeply" in err
+
+
+def test_parse_many_calls_summarised(monkeypatch, capsys) -> None:
+    code, out, _ = run_parse(monkeypatch, capsys, CLICK * 1000, "--screen", "800x600")
+    dropped = json.loads(out)["dropped"]
+    assert code == 0
+    assert len(dropped) == MAX_CHECKED_AFTER_ACTION + 1
+    assert dropped[-1]["reason"].startswith("979 more tool calls were not checked")
+    assert dropped[-1]["text"] == ""

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 import pytest
 
 from agent.actions import Key, LeftClick, Type, Wait
-from agent.parsing import ReplyStatus, parse_reply
+from agent.parsing import (
+    MAX_CHECKED_AFTER_ACTION,
+    MAX_JSON_DEPTH,
+    ParsedReply,
+    ReplyStatus,
+    parse_reply,
+)
 
 CLICK = '{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [500, 250]}}'
 WAIT = '{"name": "computer_use", "arguments": {"action": "wait", "time": 2}}'
@@ -266,3 +275,153 @@ def test_array_with_bad_call_first() -> None:
     )
     assert isinstance(parsed.action, Wait)
     assert "unknown action" in parsed.dropped[0].reason
+
+
+def nested_arrays(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def nested_objects(depth: int) -> str:
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+DEEP = 1000
+DEEP_CASES = [
+    ("arrays in tags", call(nested_arrays(DEEP))),
+    ("objects in tags", call(nested_objects(DEEP))),
+    ("objects without closing tag", "<tool_call>" + '{"a": ' * DEEP),
+    ("array of deep calls", call("[" + nested_arrays(DEEP) + "]")),
+    ("deep arguments", call('{"name": "computer_use", "arguments": %s}' % nested_arrays(DEEP))),
+    ("fenced arrays", f"```json\n{nested_arrays(DEEP)}\n```"),
+    ("untagged objects", 'I will click. {"name": ' + nested_objects(DEEP) + "}"),
+    ("untagged unclosed objects", 'I will click. {"action": ' + '{"a": ' * DEEP),
+    ("just over the limit", call(nested_objects(MAX_JSON_DEPTH + 1))),
+    (
+        "arguments string",
+        call(json.dumps({"name": "computer_use", "arguments": nested_objects(DEEP)})),
+    ),
+]
+
+
+@pytest.mark.parametrize(("label", "reply"), DEEP_CASES, ids=[c[0] for c in DEEP_CASES])
+def test_deep_nesting_is_invalid(label: str, reply: str) -> None:
+    parsed = parse_reply(reply)
+    assert parsed.status is ReplyStatus.INVALID
+    assert parsed.action is None
+    assert "nested too deeply" in parsed.error
+
+
+def test_nesting_at_limit_is_decoded() -> None:
+    # The call and its arguments are 2 levels, so the text value brings the total to the limit.
+    text = nested_arrays(MAX_JSON_DEPTH - 2)
+    body = '{"name": "computer_use", "arguments": {"action": "type", "text": %s}}' % text
+    parsed = parse_reply(call(body))
+    assert parsed.status is ReplyStatus.INVALID
+    assert "invalid type action" in parsed.error
+
+
+def test_deep_nesting_at_deep_call_stack() -> None:
+    # From a deep call stack the decoder hits Python's recursion limit before its depth check.
+    def parse_at_depth(frames: int) -> object:
+        return parse_at_depth(frames - 1) if frames else parse_reply(call(nested_objects(200)))
+
+    parsed = parse_at_depth(sys.getrecursionlimit() - 60)
+    assert isinstance(parsed, ParsedReply)
+    assert parsed.status is ReplyStatus.INVALID
+    assert "nested too deeply" in parsed.error
+
+
+def test_good_call_after_deep_one() -> None:
+    parsed = parse_reply(call(nested_arrays(DEEP)) + call(CLICK))
+    assert isinstance(parsed.action, LeftClick)
+    assert "nested too deeply" in parsed.dropped[0].reason
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        f"<tool_call><tool_call>{CLICK}</tool_call></tool_call>",
+        f"<tool_call>\n<tool_call>\n{CLICK}\n</tool_call>\n</tool_call>",
+    ],
+    ids=["nested", "nested on new lines"],
+)
+def test_nested_tool_call_reason(reply: str) -> None:
+    parsed = parse_reply(reply)
+    assert isinstance(parsed.action, LeftClick)
+    assert len(parsed.dropped) == 1
+    assert "opens inside another tool call" in parsed.dropped[0].reason
+
+
+def test_nested_tool_call_without_action() -> None:
+    parsed = parse_reply("<tool_call><tool_call>click it</tool_call></tool_call>")
+    assert parsed.status is ReplyStatus.INVALID
+    assert "opens inside another tool call" in parsed.error
+
+
+class CountingDecoder:
+    """A JSON decoder that counts its `raw_decode` calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.decoder = json.JSONDecoder()
+
+    def raw_decode(self, text: str, start: int = 0) -> tuple[object, int]:
+        self.calls += 1
+        return self.decoder.raw_decode(text, start)
+
+
+@pytest.fixture
+def decoder(monkeypatch: pytest.MonkeyPatch) -> CountingDecoder:
+    counting = CountingDecoder()
+    monkeypatch.setattr("agent.parsing._DECODER", counting)
+    return counting
+
+
+MANY = 100_000
+
+
+@pytest.mark.parametrize(
+    ("label", "reply"),
+    [
+        ("closed tags", call(CLICK) * MANY),
+        ("unclosed tags", f"<tool_call>{CLICK}" * MANY),
+        ("array in tags", call("[" + ", ".join([CLICK] * MANY) + "]")),
+    ],
+    ids=["closed tags", "unclosed tags", "array in tags"],
+)
+def test_many_calls_bounded_work(label: str, reply: str, decoder: CountingDecoder) -> None:
+    # A quadratic scan, one that copies or searches the rest of the reply for each block,
+    # takes a minute or more at this size instead of under a second.
+    parsed = parse_reply(reply)
+    assert isinstance(parsed.action, LeftClick)
+    assert len(parsed.dropped) == MAX_CHECKED_AFTER_ACTION + 1
+    checked = parsed.dropped[:-1]
+    assert all("one action per step" in block.reason for block in checked)
+    unchecked = MANY - 1 - MAX_CHECKED_AFTER_ACTION
+    assert parsed.dropped[-1].reason.startswith(f"{unchecked} more tool calls were not checked")
+    # The array is decoded once as a whole, then each checked call once more.
+    assert decoder.calls <= MAX_CHECKED_AFTER_ACTION + 2
+
+
+def test_bad_calls_decoded_once(decoder: CountingDecoder) -> None:
+    count = 10_000
+    bad = call('{"name": "computer_use", "arguments": {"action": "fly"}}')
+    parsed = parse_reply(bad * count + call(CLICK))
+    assert isinstance(parsed.action, LeftClick)
+    assert len(parsed.dropped) == count
+    assert all("unknown action" in block.reason for block in parsed.dropped)
+    assert decoder.calls == count + 1
+
+
+def test_bad_call_after_action_keeps_reason() -> None:
+    bad = call('{"name": "computer_use", "arguments": {"action": "fly"}}')
+    parsed = parse_reply(call(CLICK) + bad + call(WAIT))
+    assert isinstance(parsed.action, LeftClick)
+    assert "unknown action" in parsed.dropped[0].reason
+    assert "one action per step" in parsed.dropped[1].reason
+
+
+def test_untagged_call_after_deep_data() -> None:
+    data = '{"data": %s}' % nested_arrays(MAX_JSON_DEPTH + 10)
+    parsed = parse_reply(f"The page holds {data}. I will click. {CLICK}")
+    assert isinstance(parsed.action, LeftClick)

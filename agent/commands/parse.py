@@ -23,8 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "parse",
         help="parse one raw model reply from stdin and print the action as JSON",
         description="Read one raw model reply on stdin, validate it as the agent does, and print "
-        "a JSON object with the keys thinking, action, point and dropped. Exits 2 when no "
-        "action can run.",
+        "a JSON object with the keys thinking, action, point and dropped. When no action can "
+        "run, the object has the keys status (truncated, no_action or invalid), thinking and "
+        "dropped instead, the reason goes to stderr, and the exit status is 2.",
     )
     parser.add_argument(
         "--screen",
