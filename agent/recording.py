@@ -604,10 +604,17 @@ _MANIFEST_TYPES: dict[str, tuple[type, ...]] = {
 
 def _read_manifest(directory: Path) -> dict[str, Any]:
     path = directory / MANIFEST
+    hint = "give a recording directory that `agent run` wrote"
+    if not directory.exists():
+        raise RecordingError(f"recording {directory} not found; {hint}")
+    if not directory.is_dir():
+        raise RecordingError(f"{directory} is a file, not a recording directory; {hint}")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise RecordingError(f"{directory} is not a recording: {MANIFEST} is missing") from exc
+        raise RecordingError(
+            f"{directory} is not a recording: {MANIFEST} is missing; {hint}"
+        ) from exc
     except (OSError, ValueError) as exc:
         raise RecordingError(f"cannot read {path}: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:

@@ -13,9 +13,14 @@ replayed up to its last step, and the replay stops there.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import logging
+import math
 import os
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -125,8 +130,10 @@ def replay_recording(
 
 
 def _settings(recording: Recording) -> LoopSettings:
+    data = recording.manifest.get("settings", {})
     try:
-        return LoopSettings.from_dict(recording.manifest.get("settings", {}))
+        _check_fields(LoopSettings, data)
+        return LoopSettings.from_dict(data)
     except (TypeError, ValueError) as exc:
         raise RecordingError(
             f"{recording.path / MANIFEST} contains invalid 'settings': {exc}"
@@ -156,9 +163,127 @@ def _executor_spec(recording: Recording) -> ExecutorSpec:
             "run only in the browser executor"
         )
     try:
-        return ExecutorSpec.from_dict(data)
+        _check_fields(ExecutorSpec, data)
+        spec = ExecutorSpec.from_dict(data)
+        _check_executor_values(spec)
     except (ConfigError, TypeError, ValueError) as exc:
         raise RecordingError(f"{path} contains an invalid 'executor': {exc}") from exc
+    return spec
+
+
+def _check_executor_values(spec: ExecutorSpec) -> None:
+    """Raise ValueError for a value the executor would reject only when it starts."""
+    if spec.monitor is not None and spec.monitor < 1:
+        raise ValueError(
+            f"'monitor' must be 1 or more because mss numbers monitors from 1, found {spec.monitor}"
+        )
+    if spec.kind != "browser":
+        return
+
+    # Imported here because it loads Playwright, which a desktop replay does not need.
+    from executors.browser import MAX_DEVICE_SCALE_FACTOR, MAX_VIEWPORT_SIDE
+
+    if not all(1 <= side <= MAX_VIEWPORT_SIDE for side in spec.viewport):
+        raise ValueError(
+            f"'viewport' must be [width, height] in CSS pixels, each from 1 to "
+            f"{MAX_VIEWPORT_SIDE}, found {_show(list(spec.viewport))}"
+        )
+    if not 0 < spec.device_scale_factor <= MAX_DEVICE_SCALE_FACTOR:
+        raise ValueError(
+            f"'device_scale_factor' must be above 0 and at most {MAX_DEVICE_SCALE_FACTOR:g}, "
+            f"found {spec.device_scale_factor:g}"
+        )
+    if spec.browser_path is not None and not os.access(spec.browser_path, os.X_OK):
+        raise ValueError(
+            f"'browser_path' {spec.browser_path!r} is missing or not executable on this machine; "
+            "set it to a Chromium binary, or remove it to use the system Chromium"
+        )
+    if spec.miniwob_task is not None:
+        from agent.miniwob import task_names
+
+        if spec.miniwob_task not in task_names():
+            raise ValueError(
+                f"'miniwob_task' {spec.miniwob_task!r} is not a task of the installed miniwob "
+                "package; give a task page name such as 'click-button'"
+            )
+
+
+def _check_fields(cls: type, data: Mapping[str, Any], prefix: str = "") -> None:
+    """Check that manifest values have the JSON types of the dataclass `cls` fields they fill.
+
+    Keys that name no field are skipped, as the `from_dict` methods skip them, except in
+    nested objects, whose dataclasses take no unknown keys. Raises ValueError naming the
+    field (as `prefix` + its name) and the values it accepts.
+    """
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        expected = hints.get(name)
+        if expected is None:
+            continue
+        field_name = f"{prefix}{name}"
+        if dataclasses.is_dataclass(expected) and isinstance(expected, type):
+            if not isinstance(value, dict):
+                raise ValueError(f"{field_name!r} must be an object, found {_show(value)}")
+            known = typing.get_type_hints(expected)
+            unknown = sorted(key for key in value if key not in known)
+            if unknown:
+                raise ValueError(
+                    f"{field_name!r} contains the unknown key {unknown[0]!r}; "
+                    f"its keys are {', '.join(known)}"
+                )
+            _check_fields(expected, value, f"{field_name}.")
+        elif not _has_type(value, expected):
+            raise ValueError(f"{field_name!r} must be {_type_text(expected)}, found {_show(value)}")
+
+
+# The JSON form of each field type, in the singular and the plural.
+_TYPE_TEXTS: dict[Any, tuple[str, str]] = {
+    bool: ("true or false", "booleans"),
+    int: ("an integer", "integers"),
+    float: ("a number", "numbers"),
+    str: ("a string", "strings"),
+    type(None): ("null", "nulls"),
+}
+
+
+def _has_type(value: Any, expected: Any) -> bool:
+    arguments = typing.get_args(expected)
+    if isinstance(expected, types.UnionType):
+        return any(_has_type(value, argument) for argument in arguments)
+    if typing.get_origin(expected) is tuple:
+        if not isinstance(value, list):
+            return False
+        if len(arguments) == 2 and arguments[1] is Ellipsis:
+            return all(_has_type(item, arguments[0]) for item in value)
+        return len(value) == len(arguments) and all(map(_has_type, value, arguments))
+    if isinstance(expected, type) and issubclass(expected, enum.Enum):
+        return value in [member.value for member in expected]
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return type(value) is int
+    if expected is float:
+        return (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        )
+    if expected is str or expected is type(None):
+        return isinstance(value, expected)
+    # A type the manifest has no JSON form for; the dataclass checks it, if at all.
+    return True
+
+
+def _type_text(expected: Any, plural: bool = False) -> str:
+    arguments = typing.get_args(expected)
+    if isinstance(expected, types.UnionType):
+        return " or ".join(_type_text(argument, plural) for argument in arguments)
+    if typing.get_origin(expected) is tuple:
+        if len(arguments) == 2 and arguments[1] is Ellipsis:
+            return f"a list of {_type_text(arguments[0], plural=True)}"
+        return f"a list of {len(arguments)} {_type_text(arguments[0], plural=True)}"
+    if isinstance(expected, type) and issubclass(expected, enum.Enum):
+        return f"one of {', '.join(str(member.value) for member in expected)}"
+    singular, plural_text = _TYPE_TEXTS.get(expected, (str(expected), f"{expected} values"))
+    return plural_text if plural else singular
 
 
 def _replay_on(
@@ -329,8 +454,9 @@ def _leftovers(recording: Recording, models: Models, outcome: RunOutcome) -> Div
     next_step = outcome.steps + 1
     for model in (models.instruct, models.thinking):
         if isinstance(model, ReplayModel) and model.remaining:
+            replies = "reply was" if model.remaining == 1 else "replies were"
             return Divergence(
-                next_step, f"{model.remaining} recorded {model.name} replies were never used"
+                next_step, f"{model.remaining} recorded {model.name} {replies} never used"
             )
     if outcome.steps < len(recording.steps):
         return Divergence(
@@ -369,11 +495,3 @@ def _normal(value: Any) -> Any:
 
 def _show(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
-
-
-def check_recording_path(path: Path) -> Recording:
-    if not path.exists():
-        raise ConfigError(
-            f"recording {path} not found; give the directory `agent run --record` wrote"
-        )
-    return Recording.open(path)

@@ -185,16 +185,19 @@ def _settings_summary(settings: dict[str, Any]) -> str:
     history = _mapping(settings.get("history"))
     parts = [
         f"mode {settings.get('mode', '?')}",
-        f"at most {settings.get('max_steps', '?')} steps",
+        _limit(settings.get("max_steps", "?"), "no step limit", "at most {} step", "s"),
         _limit(settings.get("max_seconds"), "no time limit", "at most {} s"),
-        _limit(settings.get("max_tokens"), "no token limit", "at most {} generated tokens"),
-        f"{history.get('images', '?')} screenshots in the history",
+        _limit(settings.get("max_tokens"), "no token limit", "at most {} generated token", "s"),
+        _limit(history.get("images", "?"), "", "{} screenshot", "s") + " in the history",
     ]
     return ", ".join(parts)
 
 
-def _limit(value: Any, unlimited: str, limited: str) -> str:
-    return unlimited if value is None else limited.format(value)
+def _limit(value: Any, unlimited: str, limited: str, plural_suffix: str = "") -> str:
+    """Fill `value` into `limited`, adding `plural_suffix` unless the value is 1."""
+    if value is None:
+        return unlimited
+    return limited.format(value) + ("" if value == 1 else plural_suffix)
 
 
 def _screen_text(screen: Any) -> str:

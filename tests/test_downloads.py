@@ -27,6 +27,7 @@ from agent.models import catalog as catalog_module
 from agent.models.catalog import APP_NAME, load_catalog, user_catalog_path
 from agent.models.downloads import (
     ENDPOINT_ENV,
+    cached_models,
     default_model_paths,
     installed_models,
     missing_models_error,
@@ -571,7 +572,7 @@ def test_models_list_shows_installed(
     assert code == 0
     lines = output.splitlines()
     assert lines[0] == f"models directory: {root}"
-    assert lines[2].split() == ["MODEL", "KIND", "QUANT", "SIZE", "GGUF", "MMPROJ"]
+    assert lines[2].split() == ["MODEL", "KIND", "QUANT", "SIZE", "STATUS", "GGUF", "MMPROJ"]
     directory = root / "tiny-instruct" / REVISION
     assert lines[3].split() == [
         "tiny-instruct",
@@ -580,6 +581,7 @@ def test_models_list_shows_installed(
         "Q8_0",
         "370.00",
         "kB",
+        "installed",
         str(directory / "tiny-instruct-Q8_0.gguf"),
         str(directory / "mmproj-tiny-instruct-F16.gguf"),
     ]
@@ -630,3 +632,121 @@ def test_models_pull_command_unreachable(
 
     assert code == 2
     assert f"error: cannot reach the model hub at {endpoint}" in capsys.readouterr().err
+
+
+def _install_wrong_size(catalog_file: Path, hub: FakeHub, root: Path, size: int) -> Path:
+    """Pull the Instruct model, then replace its GGUF with `size` bytes; return that path."""
+    pull(_plan(catalog_file, hub, root), backoff=0)
+    gguf = root / "tiny-instruct" / REVISION / "tiny-instruct-Q8_0.gguf"
+    gguf.write_bytes(FILES[INSTRUCT_GGUF][:size] + bytes(max(size - 300_000, 0)))
+    return gguf
+
+
+@pytest.mark.parametrize(
+    ("size", "problem"),
+    [
+        (1_680, "tiny-instruct-Q8_0.gguf is incomplete: 1.68 kB of 300.00 kB"),
+        (299_999, "tiny-instruct-Q8_0.gguf is incomplete: 299999 bytes of 300000 bytes"),
+        (
+            400_000,
+            "tiny-instruct-Q8_0.gguf has the wrong size: 400.00 kB, but the catalog gives 300.00 kB",
+        ),
+    ],
+    ids=["short", "one-byte-short", "long"],
+)
+def test_wrong_size_file_not_installed(
+    catalog_file: Path, hub: FakeHub, root: Path, size: int, problem: str
+) -> None:
+    catalog = load_catalog(catalog_file)
+    gguf = _install_wrong_size(catalog_file, hub, root, size)
+
+    cached = cached_models(catalog, root)
+
+    assert [(entry.gguf, entry.problems) for entry in cached] == [(gguf, (problem,))]
+    assert installed_models(catalog, root) == []
+    assert default_model_paths(catalog, root) is None
+    assert f"installed in {root} ({problem})" in str(missing_models_error(catalog, root))
+    assert [item.path for item in _plan(catalog_file, hub, root).missing] == [gguf]
+
+
+def test_models_list_flags_wrong_size(
+    catalog_file: Path, hub: FakeHub, root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _install_wrong_size(catalog_file, hub, root, 1_680)
+
+    code = main(["models", "list", "--catalog", str(catalog_file), "--models-dir", str(root)])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert lines[3].split()[4:8] == ["71.68", "kB", "wrong", "size"]
+    assert lines[4] == (
+        "tiny-instruct Q8_0 is not usable: tiny-instruct-Q8_0.gguf is incomplete: 1.68 kB of "
+        "300.00 kB. Run `agent models pull tiny-instruct --quant Q8_0` to download it again"
+    )
+    assert len(lines) == 5
+
+
+def test_pull_replaces_wrong_size_file(catalog_file: Path, hub: FakeHub, root: Path) -> None:
+    gguf = _install_wrong_size(catalog_file, hub, root, 1_680)
+
+    pull(_plan(catalog_file, hub, root), backoff=0)
+
+    assert gguf.read_bytes() == FILES[INSTRUCT_GGUF]
+    assert installed_models(load_catalog(catalog_file), root)[0].gguf == gguf
+
+
+@pytest.mark.parametrize("action", ["list", "pull"])
+@pytest.mark.parametrize(
+    ("below", "message"),
+    [
+        ("", "the model cache directory {dir} is a file, not a directory"),
+        ("sub", "the model cache directory {dir} cannot be created because {file} is a file"),
+    ],
+    ids=["file", "below-file"],
+)
+def test_models_dir_is_file(
+    tmp_path: Path,
+    catalog_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    action: str,
+    below: str,
+    message: str,
+) -> None:
+    page = tmp_path / "page.html"
+    page.write_text("<html></html>")
+    directory = page / below if below else page
+    # A closed port: the command must fail before it contacts the hub.
+    endpoint = ["--endpoint", f"http://127.0.0.1:{_closed_port()}"] if action == "pull" else []
+    options = ["--catalog", str(catalog_file), "--models-dir", str(directory), *endpoint]
+
+    code = main(["models", action, *options])
+
+    captured = capsys.readouterr()
+    assert code == 2
+    assert message.format(dir=directory, file=page) in captured.err
+    assert "pass a directory with --models-dir DIR or set AGENT_MODELS_DIR to one" in captured.err
+    assert captured.out == ""
+    assert page.read_text() == "<html></html>"
+
+
+def test_models_dir_env_is_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catalog_file: Path
+) -> None:
+    page = tmp_path / "page.html"
+    page.write_text("<html></html>")
+    monkeypatch.setenv("AGENT_MODELS_DIR", str(page))
+    catalog = load_catalog(catalog_file)
+
+    with pytest.raises(ConfigError, match="is a file, not a directory"):
+        default_model_paths(catalog)
+    with pytest.raises(ConfigError, match="is a file, not a directory"):
+        plan_pull(catalog)
+
+
+def test_pull_reports_file_in_model_path(catalog_file: Path, hub: FakeHub, root: Path) -> None:
+    """A file where a model's folder belongs fails with a message, not a traceback."""
+    root.mkdir()
+    (root / "tiny-instruct").write_text("not a folder")
+
+    with pytest.raises(ConfigError, match=f"cannot create the directory {root / 'tiny-instruct'}"):
+        pull(_plan(catalog_file, hub, root), backoff=0)

@@ -185,6 +185,41 @@ def test_open_rejects_non_recordings(tmp_path: Path) -> None:
         Recording.open(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("missing", "recording {path} not found"),
+        ("file", "{path} is a file, not a recording directory"),
+        ("empty-folder", "{path} is not a recording: manifest.json is missing"),
+    ],
+)
+def test_open_rejects_non_recording_paths(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    message: str,
+) -> None:
+    """The reader, `agent report` and `agent replay` give the same message for each path."""
+    path = tmp_path / "page.html"
+    if kind == "file":
+        path.write_text("<html></html>")
+    elif kind == "empty-folder":
+        path.mkdir()
+    expected = message.format(path=path) + "; give a recording directory that `agent run` wrote"
+
+    with pytest.raises(RecordingError) as raised:
+        Recording.open(path)
+    assert str(raised.value) == expected
+
+    monkeypatch.setattr("agent.replay.run_agent", _fail_if_started)
+    for command in ("report", "replay"):
+        code = main([command, str(path)])
+        err = capsys.readouterr().err
+        assert code == 2, f"agent {command}: {err}"
+        assert err == f"error: {expected}\n", f"agent {command}"
+
+
 def test_open_rejects_corrupt_middle_line(tmp_path: Path) -> None:
     _record(tmp_path / "rec", [CLICK, CLICK, DONE])
     path = tmp_path / "rec" / "steps.jsonl"

@@ -13,6 +13,7 @@ import pytest
 from agent.actions import LeftClick
 from agent.approval import AlwaysAsk, ApprovalRequest, Decision, Verdict
 from agent.cli import main
+from agent.commands.replay import print_result
 from agent.loop import LoopSettings
 from agent.models.testing import ScriptedModel
 from agent.recording import Recorder, Recording
@@ -142,7 +143,7 @@ def test_leftover_replies_diverge(tmp_path: Path) -> None:
 
     assert result.divergence is not None
     assert result.divergence.step == 3
-    assert "never used" in result.divergence.what
+    assert result.divergence.what == "1 recorded instruct reply was never used"
 
 
 def test_recorded_edit_replays(tmp_path: Path) -> None:
@@ -252,9 +253,54 @@ def test_divergence_not_logged_as_warning(tmp_path: Path, caplog: pytest.LogCapt
             {**ExecutorSpec().as_dict(), "kind": "desktop", "miniwob_task": "click-button"},
             "MiniWoB++ tasks run only in the browser executor",
         ),
-        ({**ExecutorSpec().as_dict(), "viewport": 1280}, "contains an invalid 'executor'"),
+        (
+            {**ExecutorSpec().as_dict(), "viewport": 1280},
+            "contains an invalid 'executor': 'viewport' must be a list of 2 integers, found 1280",
+        ),
+        (
+            {**ExecutorSpec().as_dict(), "viewport": [100000, 100000]},
+            "contains an invalid 'executor': 'viewport' must be [width, height] in CSS pixels, "
+            "each from 1 to 8192, found [100000, 100000]",
+        ),
+        (
+            {**ExecutorSpec().as_dict(), "device_scale_factor": 0},
+            "'device_scale_factor' must be above 0 and at most 4, found 0",
+        ),
+        (
+            {**ExecutorSpec().as_dict(), "browser_path": "/nonexistent/chromium"},
+            "'browser_path' '/nonexistent/chromium' is missing or not executable on this machine",
+        ),
+        (
+            {**ExecutorSpec().as_dict(), "miniwob_task": "no-such-task"},
+            "'miniwob_task' 'no-such-task' is not a task of the installed miniwob package",
+        ),
+        (
+            {**ExecutorSpec().as_dict(), "allowed_urls": "*"},
+            "'allowed_urls' must be a list of strings, found \"*\"",
+        ),
+        (
+            {**ExecutorSpec().as_dict(), "headless": "yes"},
+            "'headless' must be true or false, found \"yes\"",
+        ),
+        (
+            {**ExecutorSpec().as_dict(), "kind": "desktop", "monitor": 0},
+            "'monitor' must be 1 or more because mss numbers monitors from 1, found 0",
+        ),
     ],
-    ids=["missing", "no-kind", "unknown-kind", "miniwob-on-desktop", "bad-viewport"],
+    ids=[
+        "missing",
+        "no-kind",
+        "unknown-kind",
+        "miniwob-on-desktop",
+        "viewport-number",
+        "viewport-too-large",
+        "scale-zero",
+        "browser-path-missing",
+        "miniwob-task-unknown",
+        "allowed-urls-text",
+        "headless-text",
+        "monitor-zero",
+    ],
 )
 def test_replay_rejects_bad_executor(
     tmp_path: Path,
@@ -285,16 +331,87 @@ def _fail_if_started(*args: object, **kwargs: object) -> None:
     raise AssertionError("the replay started an executor for an invalid recording")
 
 
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"mode": "fast"}, "'mode' must be one of single, two-model, escalating, found \"fast\""),
+        ({"max_steps": "30"}, "'max_steps' must be an integer, found \"30\""),
+        ({"max_steps": True}, "'max_steps' must be an integer, found true"),
+        ({"max_steps": 0}, "max steps 0 is invalid; use 1 or more"),
+        ({"max_seconds": "1m"}, "'max_seconds' must be a number or null, found \"1m\""),
+        ({"environment": None}, "'environment' must be a string, found null"),
+        ({"history": {"images": "4"}}, "'history.images' must be an integer, found \"4\""),
+        (
+            {"history": {"pictures": 4}},
+            "'history' contains the unknown key 'pictures'; its keys are images, drop_chunk, "
+            "max_summaries",
+        ),
+        ({"history": {"images": 0}}, "history images 0 is invalid"),
+        ({"calls": 5}, "'calls' must be an object, found 5"),
+        (
+            {"calls": {"seed": 1.5}},
+            "'calls.seed' must be an integer or null, found 1.5",
+        ),
+    ],
+    ids=[
+        "mode-unknown",
+        "steps-text",
+        "steps-bool",
+        "steps-zero",
+        "seconds-text",
+        "environment-null",
+        "history-images-text",
+        "history-unknown-key",
+        "history-images-zero",
+        "calls-number",
+        "calls-seed-float",
+    ],
+)
 def test_replay_rejects_bad_settings(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    settings: dict[str, Any],
+    message: str,
 ) -> None:
     directory = _record(tmp_path / "rec", [CLICK, DONE])
-    _edit_manifest(directory, settings={"mode": "fast"}, executor=ExecutorSpec().as_dict())
+    _edit_manifest(directory, settings=settings, executor=ExecutorSpec().as_dict())
     monkeypatch.setattr("agent.replay.run_agent", _fail_if_started)
 
     code = main(["replay", str(directory)])
 
     err = capsys.readouterr().err
     assert code == 2
-    assert "manifest.json contains invalid 'settings'" in err
-    assert "'fast' is not a valid Mode" in err
+    assert f"{directory / 'manifest.json'} contains invalid 'settings': {message}" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("replies", "kept_lines", "expected"),
+    [
+        ([DONE], None, "Replay matched the 1 recorded step; the run ended with success."),
+        (
+            [CLICK, DONE],
+            0,
+            "Replay matched the recording, which has no steps; the recording ends there "
+            "because the original run did not finish.",
+        ),
+        ([CLICK, DONE], None, "Replay matched all 2 recorded steps; the run ended with success."),
+    ],
+    ids=["one-step", "no-steps", "two-steps"],
+)
+def test_result_counts_steps(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    replies: list[str],
+    kept_lines: int | None,
+    expected: str,
+) -> None:
+    directory = _record(tmp_path / "rec", replies)
+    if kept_lines is not None:
+        _keep_lines(directory, kept_lines)
+        _edit_manifest(directory, outcome=None)
+
+    print_result(_replay(directory, tmp_path), keep=False)
+
+    assert capsys.readouterr().out == expected + "\n"

@@ -15,6 +15,8 @@ from PIL import Image
 from agent.approval import ApprovalRequest, Decision, Verdict
 from agent.cli import EXIT_OK, EXIT_USAGE, main
 from agent.geometry import ScreenGeometry
+from agent.history import HistoryConfig
+from agent.loop import LoopSettings
 from agent.models.testing import ScriptedModel
 from agent.recording import ModelFiles, Recorder, Recording
 from agent.report import MAX_IMAGE_WIDTH, PROPOSED_COLOUR, RAN_COLOUR, RING_RADIUS, render_report
@@ -330,6 +332,30 @@ def test_command_default_output(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert code == EXIT_OK
     assert (recording / "report.html").stat().st_size > 0
     assert str(recording / "report.html") in capsys.readouterr().out
+
+
+def test_command_counts_one_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = tmp_path / "rec"
+    recorder = Recorder(directory, executor={"kind": "fake"})
+    done = tool_call(action="terminate", status="success")
+    loop = make_loop(
+        ScriptedModel([done]),
+        FakeExecutor([Image.new("RGB", (64, 40))]),
+        recorder=recorder,
+        settings=LoopSettings(max_steps=1, max_tokens=1, history=HistoryConfig(images=1)),
+    )
+    loop.run("finish")
+
+    code = main(["report", str(directory)])
+
+    assert code == EXIT_OK
+    assert capsys.readouterr().out == (
+        f"Wrote the report of 1 step to {directory / 'report.html'}\n"
+    )
+    html = (directory / "report.html").read_text()
+    assert "at most 1 step, " in html
+    assert "at most 1 generated token, " in html
+    assert "1 screenshot in the history" in html
 
 
 def test_command_missing_recording(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -21,8 +21,9 @@ from agent.models.downloads import (
     ENDPOINT_ENV,
     MODELS_DIR_ENV,
     TARGETS,
+    InstalledModel,
+    cached_models,
     format_bytes,
-    installed_models,
     models_dir,
     plan_pull,
     pull,
@@ -119,15 +120,15 @@ def run_pull(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     catalog = load_catalog(args.catalog)
     root = args.models_dir if args.models_dir is not None else models_dir()
-    installed = installed_models(catalog, root)
+    cached = cached_models(catalog, root)
     print(f"models directory: {root}")
     print(f"catalog: {', '.join(str(path) for path in catalog.sources)}")
-    if not installed:
+    if not cached:
         _print_nothing_installed(catalog, root)
         return 0
 
-    rows = [("MODEL", "KIND", "QUANT", "SIZE", "GGUF", "MMPROJ")]
-    for entry in installed:
+    rows = [("MODEL", "KIND", "QUANT", "SIZE", "STATUS", "GGUF", "MMPROJ")]
+    for entry in cached:
         default = (
             " (default)"
             if entry.model.name in (catalog.default_instruct, catalog.default_thinking)
@@ -139,12 +140,24 @@ def run_list(args: argparse.Namespace) -> int:
                 entry.model.kind,
                 entry.quant,
                 format_bytes(entry.size_bytes),
+                "installed" if entry.complete else "wrong size",
                 str(entry.gguf),
                 str(entry.mmproj),
             )
         )
     _print_table(rows)
+    _print_problems([entry for entry in cached if not entry.complete], catalog, root)
     return 0
+
+
+def _print_problems(entries: list[InstalledModel], catalog: Catalog, root: Path) -> None:
+    """Explain each listed model whose files differ in size from the catalog, and the fix."""
+    for entry in entries:
+        plan = plan_pull(catalog, entry.model.name, entry.quant, root=root)
+        print(
+            f"{entry.model.name} {entry.quant} is not usable: {'; '.join(entry.problems)}. "
+            f"Run `{plan.command}` to download it again"
+        )
 
 
 def _print_nothing_installed(catalog: Catalog, root: Path) -> None:

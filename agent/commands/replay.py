@@ -18,7 +18,8 @@ from pathlib import Path
 from agent.cli import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE
 from agent.commands.run import read_secrets
 from agent.errors import AgentError, ConfigError, ExecutorError, RecordingError
-from agent.replay import ReplayResult, check_recording_path, replay_recording
+from agent.recording import Recording
+from agent.replay import ReplayResult, replay_recording
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        recording = check_recording_path(args.recording)
+        recording = Recording.open(args.recording)
         secrets = read_secrets(args.secret) if args.secret else None
     except (ConfigError, RecordingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -75,16 +76,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_result(result: ReplayResult, *, keep: bool) -> None:
+    matched = _matched_steps(result.recorded_steps)
     if result.divergence is None and result.unfinished_reason is not None:
         print(
-            f"Replay matched all {result.recorded_steps} recorded steps; the recording ends "
-            f"there because {result.unfinished_reason}."
+            f"Replay matched {matched}; the recording ends there because "
+            f"{result.unfinished_reason}."
         )
     elif result.divergence is None:
-        print(
-            f"Replay matched all {result.recorded_steps} recorded steps; "
-            f"the run ended with {result.outcome.status}."
-        )
+        print(f"Replay matched {matched}; the run ended with {result.outcome.status}.")
     else:
         print(f"Replay diverged at {result.divergence.describe()}.")
     if "raw_reward" in result.evaluation:
@@ -92,3 +91,11 @@ def print_result(result: ReplayResult, *, keep: bool) -> None:
         print(f"MiniWoB++ raw reward: {'not finished' if reward is None else f'{reward:g}'}")
     if keep:
         print(f"Replay recording: {result.record_dir}")
+
+
+def _matched_steps(count: int) -> str:
+    if count == 0:
+        return "the recording, which has no steps"
+    if count == 1:
+        return "the 1 recorded step"
+    return f"all {count} recorded steps"

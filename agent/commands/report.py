@@ -46,5 +46,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     recording = Recording.open(args.recording)
     path = write_report(recording, args.output, max_image_width=args.image_width)
-    print(f"Wrote the report of {len(recording.steps)} steps to {path}")
+    count = len(recording.steps)
+    print(f"Wrote the report of {count} {'step' if count == 1 else 'steps'} to {path}")
     return EXIT_OK

@@ -589,7 +589,7 @@ def offer_download() -> None:
     if not sys.stdin.isatty():
         raise missing_models_error(catalog)
     plan = plan_pull(catalog, "instruct")
-    print(f"No model is installed. The default Instruct model is {plan.summary()}.")
+    print(f"No complete model is installed. The default Instruct model is {plan.summary()}.")
     print("A Thinking model for planning can be added later with `agent models pull thinking`.")
     answer = input("Download it now? [y/N] ").strip().lower()
     if answer not in ("y", "yes"):

@@ -56,6 +56,31 @@ def models_dir() -> Path:
     return Path(platformdirs.user_cache_dir(APP_NAME)) / "models"
 
 
+def check_models_dir(root: Path) -> None:
+    """Raise ConfigError when `root`, or a folder above it, is a file and not a directory."""
+    fix = f"pass a directory with --models-dir DIR or set {MODELS_DIR_ENV} to one"
+    for path in (root, *root.parents):
+        if path.is_dir():
+            return
+        if not path.exists():
+            continue
+        if path == root:
+            raise ConfigError(f"the model cache directory {root} is a file, not a directory; {fix}")
+        raise ConfigError(
+            f"the model cache directory {root} cannot be created because {path} is a file; {fix}"
+        )
+
+
+def _make_directory(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the directory {path}: {exc.strerror or exc}; pass another model "
+            f"cache directory with --models-dir DIR or set {MODELS_DIR_ENV} to one"
+        ) from exc
+
+
 def hub_endpoint(explicit: str | None = None) -> str:
     """Return the hub URL: `explicit`, else $AGENT_HF_ENDPOINT, else huggingface.co."""
     return (explicit or os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT).rstrip("/")
@@ -71,6 +96,24 @@ def format_bytes(count: int) -> str:
             return f"{value:.2f} {unit}"
         value /= 1000
     return f"{value:.2f} GB"
+
+
+def size_problem(path: Path, expected: int | None) -> str:
+    """Describe how a file's size differs from `expected`, or return "" when it matches.
+
+    An `expected` of None (a size the catalog does not give) always matches.
+    """
+    if expected is None:
+        return ""
+    actual = _file_size(path)
+    if actual == expected:
+        return ""
+    shown_actual, shown_expected = format_bytes(actual), format_bytes(expected)
+    if shown_actual == shown_expected:
+        shown_actual, shown_expected = f"{actual} bytes", f"{expected} bytes"
+    if actual < expected:
+        return f"{path.name} is incomplete: {shown_actual} of {shown_expected}"
+    return f"{path.name} has the wrong size: {shown_actual}, but the catalog gives {shown_expected}"
 
 
 # --- Planning ---------------------------------------------------------------------
@@ -91,7 +134,8 @@ class PlannedFile:
 
     @property
     def installed(self) -> bool:
-        return self.path.is_file()
+        """True when the file exists with the size the catalog gives, or any size if none."""
+        return self.path.is_file() and not size_problem(self.path, self.spec.size)
 
     def remaining_bytes(self) -> int | None:
         """Bytes still to download, from the catalog size and the `.part` file, or None."""
@@ -181,6 +225,7 @@ def plan_pull(
     Raises ConfigError for an unknown target, size or quantization.
     """
     root = root if root is not None else models_dir()
+    check_models_dir(root)
     endpoint = hub_endpoint(endpoint)
     selected = _select_models(catalog, target, size)
     models = tuple((model, quant or model.default_quant) for model in selected)
@@ -330,7 +375,7 @@ def _check_free_space(
             continue
         needed += max(size - _file_size(item.part_path), 0)
 
-    root.mkdir(parents=True, exist_ok=True)
+    _make_directory(root)
     free = free_bytes(root)
     if needed > free:
         raise DownloadError(
@@ -351,7 +396,7 @@ def _pull_file(
     sleep: Callable[[float], None],
 ) -> None:
     size = item.spec.size or info.size
-    item.path.parent.mkdir(parents=True, exist_ok=True)
+    _make_directory(item.path.parent)
     task = progress.add_task(item.spec.file, total=size, completed=_file_size(item.part_path))
     logger.info("downloading %s from %s", item.spec.file, item.url)
 
@@ -363,7 +408,7 @@ def _pull_file(
             received = _file_size(item.part_path)
             if attempt == max_attempts:
                 raise DownloadError(
-                    f"the download of {item.url} failed {max_attempts} times, last with: {exc}. "
+                    f"the download of {item.url} failed {_times(max_attempts)}, last with: {exc}. "
                     f"The {format_bytes(received)} received so far are kept in {item.part_path}; "
                     f"run `{plan.command}` again to resume"
                 ) from exc
@@ -450,6 +495,10 @@ def _accept_range_response(response: httpx.Response, item: PlannedFile, offset: 
     return True
 
 
+def _times(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"
+
+
 def _verify(plan: PullPlan, item: PlannedFile, size: int | None, sha256: str, source: str) -> None:
     part = item.part_path
     actual_size = _file_size(part)
@@ -482,9 +531,10 @@ def _sha256_of(path: Path) -> str:
 
 
 def _file_size(path: Path) -> int:
+    """Return the size of a file in bytes, or 0 when it or a folder on its path is missing."""
     try:
         return path.stat().st_size
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return 0
 
 
@@ -520,6 +570,12 @@ class InstalledModel:
     quant: str
     gguf: Path
     mmproj: Path
+    # How the files' sizes differ from the catalog's, one line per file; empty when they match.
+    problems: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return not self.problems
 
     @property
     def size_bytes(self) -> int:
@@ -539,8 +595,17 @@ def installed_models(
     catalog: Catalog | None = None, root: Path | None = None
 ) -> list[InstalledModel]:
     """List the complete models in the cache, in catalog order, default quantization first."""
+    return [entry for entry in cached_models(catalog, root) if entry.complete]
+
+
+def cached_models(catalog: Catalog | None = None, root: Path | None = None) -> list[InstalledModel]:
+    """List the models whose two files are in the cache, including files of the wrong size.
+
+    The order is that of `installed_models`. Raises ConfigError when `root` is not a directory.
+    """
     catalog = catalog or load_catalog()
     root = root if root is not None else models_dir()
+    check_models_dir(root)
     found = []
     for model in catalog.models.values():
         directory = model_directory(root, model)
@@ -548,9 +613,14 @@ def installed_models(
         if not mmproj.is_file():
             continue
         for quant in _quants_default_first(model):
-            gguf = directory / model.quants[quant].file
-            if gguf.is_file():
-                found.append(InstalledModel(model, quant, gguf, mmproj))
+            spec = model.quants[quant]
+            gguf = directory / spec.file
+            if not gguf.is_file():
+                continue
+            problems = (size_problem(gguf, spec.size), size_problem(mmproj, model.mmproj.size))
+            found.append(
+                InstalledModel(model, quant, gguf, mmproj, tuple(text for text in problems if text))
+            )
     return found
 
 
@@ -592,7 +662,14 @@ def missing_models_error(catalog: Catalog | None = None, root: Path | None = Non
     """Build the error `agent run` raises when no Instruct model is installed and none was given."""
     catalog = catalog or load_catalog()
     plan = plan_pull(catalog, "instruct", root=root)
+    problems = [
+        problem
+        for entry in cached_models(catalog, plan.root)
+        if entry.model.kind == "instruct"
+        for problem in entry.problems
+    ]
+    found = f" ({'; '.join(problems)})" if problems else ""
     return DownloadError(
-        f"no Instruct model is installed in {plan.root}. Run `{plan.command}` to download "
+        f"no Instruct model is installed in {plan.root}{found}. Run `{plan.command}` to download "
         f"{plan.summary()}, or {LOCAL_FILES_HINT}"
     )
