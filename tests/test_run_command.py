@@ -223,7 +223,7 @@ def test_unreachable_hub_fails_clearly(
     assert code == 2
     assert "cannot reach the model hub" in err
     assert "agent models pull" in err
-    assert "No model is installed" in err
+    assert "No complete model is installed" in err
 
 
 def test_mode_defaults_follow_models(tiny_models: TinyModelPaths) -> None:
