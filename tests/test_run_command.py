@@ -520,3 +520,15 @@ def test_run_that_cannot_start_exits_2(
 
     assert code == EXIT_USAGE
     assert "the run could not start" in capsys.readouterr().err
+
+
+def test_model_directory_rejected(
+    tiny_models: TinyModelPaths, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tiny_models.instruct.parent
+    args = ["--instruct-model", str(folder), "--instruct-mmproj", str(tiny_models.instruct_mmproj)]
+
+    code = main(["run", "task", *args, "--yes", "--no-tui"])
+
+    assert code == EXIT_USAGE
+    assert f"model file {folder} is a directory" in capsys.readouterr().err

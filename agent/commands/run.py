@@ -553,6 +553,8 @@ def _pair(model: Path | None, mmproj: Path | None, kind: str) -> ModelSpec | Non
             f"or neither to use the installed {kind} model"
         )
     for path in (model, mmproj):
+        if path.is_dir():
+            raise ConfigError(f"model file {path} is a directory; give the .gguf file inside it")
         if not path.is_file():
             raise ConfigError(
                 f"model file {path} not found; check the path, or run `agent models pull {kind}`"
