@@ -577,13 +577,16 @@ def _type_text(text: str) -> None:
 
 
 def _run_xdotool(*args: str, timeout: float = 10.0, stdin: str | None = None) -> str:
+    # xdotool decodes typed text with the C library's locale, and under LC_ALL=C it fails
+    # on any non-ASCII character. The text is sent as UTF-8, so xdotool gets a UTF-8 locale.
     result = subprocess.run(
         ["xdotool", *args],
         check=True,
         capture_output=True,
-        text=True,
+        encoding="utf-8",
         timeout=timeout,
         input=stdin,
+        env={**os.environ, "LC_ALL": "C.UTF-8"},
     )
     return result.stdout
 

@@ -89,6 +89,8 @@ def _wait_for_window_manager(display: str) -> None:
         if "window id" in query.stdout:
             return
         time.sleep(0.05)
+    # Tests that need window focus would otherwise fail later in confusing ways.
+    raise RuntimeError(f"openbox did not take over display {display} within {START_TIMEOUT_S} s")
 
 
 def _stop(process: subprocess.Popen[bytes] | None) -> None:

@@ -210,6 +210,22 @@ def test_type_unicode_and_symbols_exactly(
     app.wait_for(lambda state: state["entry"] == text)
 
 
+def test_type_unicode_under_c_locale(
+    observed: tuple[DesktopExecutor, Observation, TkApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LC_ALL=C in the agent's environment does not stop xdotool from typing Unicode."""
+    monkeypatch.setenv("LC_ALL", "C")
+    desktop, observation, app = observed
+    desktop.execute(
+        LeftClick(action="left_click", coordinate=grid(observation, app.centre("entry")))
+    )
+
+    result = desktop.execute(Type(action="type", text="Ωmega café"))
+
+    assert result.ok, result.reason
+    app.wait_for(lambda state: state["entry"] == "Ωmega café")
+
+
 def test_type_crlf_gives_one_line_break(
     observed: tuple[DesktopExecutor, Observation, TkApp],
 ) -> None:

@@ -365,6 +365,11 @@ def test_pause_blocks_loop() -> None:
     assert len(run.executor.actions) == 2
 
 
+# Aborts took 0.06-0.5 s on two busy cores. A bound near 1 s failed on an overloaded
+# machine, so the tests only catch a run that ignores the abort, well under the 30 s wait.
+IGNORED_ABORT_S = 10.0
+
+
 @pytest.mark.timeout(30)
 def test_abort_while_waiting() -> None:
     run = LoopRun([CLICK_SUBMIT, DONE])
@@ -379,7 +384,7 @@ def test_abort_while_waiting() -> None:
         timing["stopped"] = time.monotonic()
 
     drive(app, script)
-    assert timing["stopped"] - timing["pressed"] < 1.0
+    assert timing["stopped"] - timing["pressed"] < IGNORED_ABORT_S
     assert app.return_value == 130
     assert [d.verdict for d in run.decisions] == [Verdict.ABORT]
     assert run.recorder.outcome.status is RunStatus.ABORTED
@@ -404,7 +409,7 @@ def test_abort_during_wait_action(tmp_path: Path) -> None:
         timing["stopped"] = time.monotonic()
 
     drive(app, script)
-    assert timing["stopped"] - timing["pressed"] < 1.0
+    assert timing["stopped"] - timing["pressed"] < IGNORED_ABORT_S
     assert app.return_value == 130
     recording = Recording.open(recording_dir)
     assert recording.manifest["outcome"]["status"] == "aborted"
@@ -548,6 +553,8 @@ def test_run_with_tui_in_terminal() -> None:
             key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")
         }
         environment["TERM"] = "xterm-256color"
+        # The child imports this module as `tests.test_tui`, from the repository root.
+        os.chdir(Path(__file__).resolve().parent.parent)
         command = "import tests.test_tui as t; t.run_in_terminal()"
         os.execve(sys.executable, [sys.executable, "-c", command], environment)
     try:
