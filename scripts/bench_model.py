@@ -7,7 +7,9 @@ It measures three things:
 - the ratio of our step time to a bare llama-cpp-python `create_chat_completion` on the
   same prompt;
 - over a 10-step run that keeps 4 screenshots, the tokens evaluated per step with
-  KV-cache prefix reuse and without it.
+  KV-cache prefix reuse and without it;
+- how long a call takes to return after it is cancelled at points spread over the
+  evaluation of a long prompt.
 
 The tiny model has random weights, so the numbers measure the runtime's own overhead
 and token accounting, not the speed of the real 8B model.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import io
 import os
 import platform
@@ -26,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -133,6 +137,75 @@ def timed_complete(
         ChatRequest(messages=messages, max_tokens=MAX_TOKENS, constrain_tool_call=True)
     )
     return reply, time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class AbortRow:
+    """One cancel: when it was requested, how much of the prompt was in the cache, and the wait."""
+
+    cancel_at_s: float
+    evaluated_tokens: int
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class AbortResult:
+    prompt_tokens: int
+    screenshots: int
+    full_s: float
+    rows: list[AbortRow]
+    # Calls that finished before their cancel came, because the machine ran faster than
+    # during the timed full evaluation.
+    finished_first: int
+
+
+ABORT_POINTS = (0.1, 0.25, 0.4, 0.55, 0.7, 0.85)
+
+
+def measure_abort(model: LlamaCppModel, screenshots: int) -> AbortResult:
+    """Cancel a long prompt at fractions of its full evaluation time and time each return."""
+    content: list[ImagePart | TextPart] = [
+        ImagePart(screenshot(step)) for step in range(screenshots)
+    ]
+    messages = (
+        Message.text("system", "You control a computer. Answer with one computer_use tool call."),
+        Message("user", (*content, TextPart("Open the settings."))),
+    )
+    request = ChatRequest(messages=messages, max_tokens=1)
+    model.clear_cache()
+    started = time.perf_counter()
+    full = model.complete(request)
+    full_s = time.perf_counter() - started
+    rows = []
+    finished_first = 0
+    for fraction in ABORT_POINTS:
+        model.clear_cache()
+        cancel = threading.Event()
+        requested: list[float] = []
+
+        def request_cancel(
+            cancel: threading.Event = cancel, requested: list[float] = requested
+        ) -> None:
+            requested.append(time.perf_counter())
+            cancel.set()
+
+        timer = threading.Timer(fraction * full_s, request_cancel)
+        started = time.perf_counter()
+        timer.start()
+        reply = model.complete(dataclasses.replace(request, cancelled=cancel.is_set))
+        returned = time.perf_counter()
+        timer.cancel()
+        if reply.finish_reason != "cancelled":
+            finished_first += 1
+            continue
+        rows.append(
+            AbortRow(
+                cancel_at_s=requested[0] - started,
+                evaluated_tokens=reply.usage.evaluated_tokens,
+                latency_s=returned - requested[0],
+            )
+        )
+    return AbortResult(full.usage.prompt_tokens, screenshots, full_s, rows, finished_first)
 
 
 def run_history(model: LlamaCppModel, steps: int, config: HistoryConfig) -> list[StepRow]:
@@ -289,7 +362,11 @@ def _png_data_uri(image: Image.Image) -> str:
 
 
 def render_section(
-    rows: list[StepRow], overhead: OverheadResult, config: HistoryConfig, load_s: float
+    rows: list[StepRow],
+    overhead: OverheadResult,
+    config: HistoryConfig,
+    load_s: float,
+    abort: AbortResult,
 ) -> str:
     """Return the markdown section, markers included."""
     lines = [
@@ -301,6 +378,8 @@ def render_section(
         *_overhead_table(overhead),
         "",
         *_history_table(rows, config),
+        "",
+        *_abort_table(abort),
         END_MARKER,
     ]
     return "\n".join(lines) + "\n"
@@ -401,6 +480,39 @@ def _history_table(rows: list[StepRow], config: HistoryConfig) -> list[str]:
     ]
 
 
+def _abort_table(abort: AbortResult) -> list[str]:
+    slowest = max((row.latency_s for row in abort.rows), default=0.0)
+    lines = [
+        "### Cancel during prompt evaluation",
+        "",
+        *_paragraph(
+            f"One prompt with {abort.screenshots} screenshots ({abort.prompt_tokens} tokens) is",
+            f"evaluated from an empty cache, which took {abort.full_s:.2f} s. Each row",
+            "cancels the call at a point in that evaluation and measures the time from the",
+            "cancel to the return. Text and image tokens stop inside llama_decode through the",
+            "abort callback. Encoding a screenshot in the vision encoder cannot be",
+            "interrupted, so a cancel that lands there waits for the encoding to finish.",
+            "Only one screenshot per step is new, because the others are in the KV cache.",
+            f"Slowest return: {slowest * 1000:.0f} ms, {slowest / abort.full_s:.1%} of the full",
+            f"evaluation. Calls that finished before their cancel came: {abort.finished_first}.",
+        ),
+        "",
+        _table_row(["cancel at (s)", "prompt tokens in the cache", "time to return (ms)"]),
+        _table_row(["---"] * 3),
+    ]
+    lines.extend(
+        _table_row(
+            [
+                f"{row.cancel_at_s:.2f}",
+                f"{row.evaluated_tokens} of {abort.prompt_tokens}",
+                f"{row.latency_s * 1000:.1f}",
+            ]
+        )
+        for row in abort.rows
+    )
+    return lines
+
+
 def _table_row(cells: Sequence[object]) -> str:
     return "| " + " | ".join(str(cell) for cell in cells) + " |"
 
@@ -458,9 +570,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             overhead = measure_overhead(model, paths, args.repeats)
             rows = run_history(model, args.steps, config)
+            abort = measure_abort(model, args.images)
         finally:
             model.close()
-    section = render_section(rows, overhead, config, load_s)
+    section = render_section(rows, overhead, config, load_s, abort)
     if args.print_only:
         print(section)
     else:
