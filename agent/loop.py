@@ -281,7 +281,10 @@ class AgentLoop:
             self._finish_recording(final)
             self._emit(RunFinished(final))
             logger.info(
-                "run finished: %s after %d steps: %s", final.status, final.steps, final.message
+                "run finished: %s after %s: %s",
+                final.status,
+                _count(final.steps, "step"),
+                final.message,
             )
         return final
 
@@ -347,11 +350,12 @@ class AgentLoop:
         return replace(outcome, evaluation=evaluation)
 
     def _outcome(self, status: RunStatus, message: str, answer: str | None = None) -> RunOutcome:
+        # The outcome reaches the console and the TUI, so a secret the model wrote stays hidden.
         return RunOutcome(
             status=status,
             steps=self._step,
-            message=message,
-            answer=answer,
+            message=self.secrets.redact(message),
+            answer=None if answer is None else self.secrets.redact(answer),
             generated_tokens=self._budget.tokens,
             seconds=self._budget.elapsed,
         )
@@ -461,14 +465,16 @@ class AgentLoop:
     def _approve(self, draft: _Draft, proposal: Proposal) -> Action | None:
         """Ask the approval hook; return the action to run, or None when nothing runs."""
         observation = draft.observation
+        # The request shows secrets as placeholders, and an edited action gets the values back
+        # when it runs. The approved proposal itself runs unchanged.
         request = ApprovalRequest(
             step=draft.step,
             task=self.task,
-            action=proposal.action,
+            action=self.secrets.redact_action(proposal.action),
             observation=observation,
             point=map_point(proposal.action, observation),
-            reasoning=proposal.reasoning,
-            instruction=proposal.instruction,
+            reasoning=self.secrets.redact(proposal.reasoning),
+            instruction=self.secrets.redact(proposal.instruction),
             risk=assess_risk(proposal.action, observation),
         )
         draft.point, draft.risk = request.point, request.risk

@@ -154,8 +154,9 @@ def parse_reply(text: str, *, thinking_opened: bool = False) -> ParsedReply:
 
 
 def _unchecked_summary(count: int) -> DroppedBlock:
+    calls = "1 more tool call was" if count == 1 else f"{count} more tool calls were"
     reason = (
-        f"{count} more tool calls were not checked: only the first action runs, "
+        f"{calls} not checked: only the first action runs, "
         f"and only {MAX_CHECKED_AFTER_ACTION} calls after it are checked"
     )
     return DroppedBlock("", reason)

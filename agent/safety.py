@@ -169,6 +169,14 @@ class Secrets:
         )
         return action if text == action.text else Type(action="type", text=text)
 
+    def redact_action(self, action: Action) -> Action:
+        """Return the action with secret values in its text replaced by placeholders."""
+        text = getattr(action, "text", None)
+        if not isinstance(text, str) or not self._values:
+            return action
+        redacted = self.redact(text)
+        return action if redacted == text else action.model_copy(update={"text": redacted})
+
     def redact(self, text: str) -> str:
         """Replace every secret value in a text with its placeholder."""
         for name, value in self._by_length:

@@ -374,6 +374,31 @@ def test_404_names_url_and_status(server: FakeServer, sleeps: list[float]) -> No
     assert sleeps == []
 
 
+def test_cancel_while_server_works(server: FakeServer, sleeps: list[float]) -> None:
+    """A cancel while the server is still working returns at once; the late reply is dropped."""
+    server.script = [Canned(body=completion(), delay=3.0)]
+    cancel = threading.Event()
+    timer = threading.Timer(0.3, cancel.set)
+
+    with make_model(server, sleeps) as model:
+        timer.start()
+        reply = model.complete(image_request(screenshot(), cancelled=cancel.is_set))
+
+    assert reply.finish_reason == "cancelled"
+    assert reply.text == ""
+    assert len(server.requests) == 1
+
+
+def test_error_with_cancel_check(server: FakeServer, sleeps: list[float]) -> None:
+    """With a cancel check the request runs in a thread, and its errors still reach the caller."""
+    server.script = [Canned(status=400, body={"error": {"message": "bad image"}})]
+
+    with make_model(server, sleeps) as model, pytest.raises(ModelError) as caught:
+        model.complete(image_request(screenshot(), cancelled=lambda: False))
+
+    assert "failed with HTTP 400" in str(caught.value)
+
+
 def test_401_suggests_api_key(server: FakeServer, sleeps: list[float]) -> None:
     server.script.append(Canned(401, {"error": {"message": "Invalid API Key"}}))
     with (

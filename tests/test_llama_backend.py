@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 
 import llama_cpp
@@ -498,3 +499,20 @@ def test_cancel_during_prompt_keeps_cache(tiny_instruct, capfd: pytest.CaptureFi
     assert 0 in stopped_at
     assert len([tokens for tokens in stopped_at if 0 < tokens < prompt_tokens]) >= 2
     assert "llama.cpp" not in capfd.readouterr().err
+
+
+def test_llama_log_levels(caplog: pytest.LogCaptureFixture) -> None:
+    """llama.cpp's ERROR and WARN lines keep their level; continued lines follow the previous one."""
+    from agent.models.mtmd import _log_llama
+
+    caplog.set_level(logging.DEBUG, logger="agent.models.mtmd")
+    for level, text in ((4, b"failed\n"), (5, b" more\n"), (3, b"careful\n"), (2, b"info\n")):
+        _log_llama(level, text, None)
+
+    levels = [(record.levelno, record.getMessage()) for record in caplog.records]
+    assert levels == [
+        (logging.ERROR, "llama.cpp: failed"),
+        (logging.ERROR, "llama.cpp:  more"),
+        (logging.WARNING, "llama.cpp: careful"),
+        (logging.DEBUG, "llama.cpp: info"),
+    ]

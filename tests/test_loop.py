@@ -430,6 +430,38 @@ def test_secret_typed_but_never_shown() -> None:
     assert "types the secret PASSWORD" in record.risk
 
 
+def test_secret_hidden_from_approval_and_outcome() -> None:
+    """A model writes a secret's value itself. The approval request shows the placeholder,
+    the executor still gets the value, and an edit with the placeholder gets it back."""
+    from agent.safety import Secrets
+
+    secrets = Secrets({"PASSWORD": "hunter2-very-secret"})
+    replies = [
+        tool_call(action="type", text="hunter2-very-secret"),
+        tool_call(action="type", text="hunter2-very-secret"),
+        tool_call(action="answer", text="it is hunter2-very-secret"),
+    ]
+    approval, seen = _ask_with(
+        Decision.approve("person"),
+        Decision(Verdict.EDIT, action=Type(action="type", text="{{secret:PASSWORD}}!")),
+    )
+
+    executor = FakeExecutor(screens(4))
+    outcome = make_loop(ScriptedModel(replies), executor, secrets=secrets, approval=approval).run(
+        "log in"
+    )
+
+    assert [request.action for request in seen[:2]] == [
+        Type(action="type", text="{{secret:PASSWORD}}")
+    ] * 2
+    assert all("hunter2" not in request.description for request in seen)
+    assert executor.actions == [
+        Type(action="type", text="hunter2-very-secret"),
+        Type(action="type", text="hunter2-very-secret!"),
+    ]
+    assert outcome.answer == "it is {{secret:PASSWORD}}"
+
+
 def test_unknown_secret_is_invalid() -> None:
     model = ScriptedModel([tool_call(action="type", text="{{secret:TOKEN}}"), DONE])
     executor = FakeExecutor(screens(2))

@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import getpass
 import json
-import logging
 import os
 import re
 import signal
@@ -51,8 +50,6 @@ from agent.safety import Secrets
 from agent.steps import LoopEvent, Mode, RunOutcome, RunStarted, RunStatus, StepFinished
 
 __all__ = ["build_config", "exit_code", "register", "run_agent"]
-
-logger = logging.getLogger(__name__)
 
 # Set while `_read` waits for the person at an approval prompt.
 _prompting = threading.Event()
@@ -327,16 +324,19 @@ def _run_plain(config: RunConfig, policy: str) -> int:
 def ctrl_c_aborts(control: RunControl) -> Iterator[None]:
     """Make Ctrl+C abort the run through `control` instead of raising KeyboardInterrupt.
 
-    KeyboardInterrupt cannot cross llama.cpp's abort callback, so it would be lost while a
-    model evaluates. At an approval prompt, or on a second Ctrl+C, it is raised as usual.
+    A KeyboardInterrupt raised while llama.cpp runs lands in one of its Python callbacks,
+    where ctypes drops it. At an approval prompt, Ctrl+C raises as usual. A second Ctrl+C
+    exits at once; the recording keeps every step that finished.
     """
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
-        if _prompting.is_set() or control.aborted:
+        if _prompting.is_set():
             raise KeyboardInterrupt
-        logger.warning(
-            "stopping the run after the current model call or action. Press Ctrl+C again to force"
-        )
+        # os.write, not logging: the handler may run in the middle of another write to stderr.
+        if control.aborted:
+            os.write(2, b"\nexiting at once; the recording keeps the finished steps\n")
+            os._exit(EXIT_ABORTED)
+        os.write(2, _STOPPING_NOTICE)
         control.abort()
 
     previous = signal.signal(signal.SIGINT, interrupt)
@@ -344,6 +344,12 @@ def ctrl_c_aborts(control: RunControl) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+_STOPPING_NOTICE = (
+    b"\nstopping the run once the current model call or action returns (loading a model and "
+    b"encoding a screenshot cannot be interrupted). Press Ctrl+C again to exit at once\n"
+)
 
 
 def _run_in_tui(config: RunConfig, policy: str) -> int:

@@ -61,8 +61,9 @@ class ChatRequest:
     # Called with each new piece of generated text, for showing the reply as it streams.
     # Backends that cannot stream call it once with the whole text.
     on_text: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
-    # Polled during prompt evaluation and between generated tokens. When it returns True,
-    # the backend stops early and returns what it has with finish_reason "cancelled".
+    # Polled while the backend works: by llama.cpp during prompt evaluation and between
+    # tokens, by the HTTP backend while it waits for the server. When it returns True, the
+    # backend stops early and returns what it has with finish_reason "cancelled".
     cancelled: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
 

@@ -22,6 +22,7 @@ import dataclasses
 import io
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -40,6 +41,8 @@ ImageFormat = Literal["png", "jpeg"]
 ToolCallConstraint = Literal["response_format", "tools", "none"]
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# How often a request waiting for the server checks whether it was cancelled, in seconds.
+_CANCEL_POLL_S = 0.1
 _MAX_RETRY_AFTER_S = 60.0
 _IMAGE_PATCH_PX = 32
 
@@ -106,8 +109,11 @@ class OpenAICompatibleModel:
         started = time.perf_counter()
         payload = self.build_payload(request)
         encoded = time.perf_counter()
-        data = self._post(payload)
+        data = self._post_until_cancelled(payload, request.cancelled)
         finished = time.perf_counter()
+        if data is None:
+            timings = {"encode_s": encoded - started, "request_s": finished - encoded}
+            return ModelReply(text="", timings=timings, finish_reason="cancelled")
 
         reply = parse_completion(
             data, self.url, image_tokens=_estimate_image_tokens(request.messages)
@@ -149,6 +155,37 @@ class OpenAICompatibleModel:
             else:
                 parts.append({"type": "text", "text": part.text})
         return {"role": message.role, "content": parts}
+
+    def _post_until_cancelled(
+        self, payload: dict[str, Any], cancelled: Callable[[], bool] | None
+    ) -> dict[str, Any] | None:
+        """Post `payload`, or return None once `cancelled` returns True while waiting.
+
+        httpx cannot interrupt a request from another thread. The request therefore runs in
+        a daemon thread, and a cancel leaves it behind and discards its reply.
+        """
+        if cancelled is None:
+            return self._post(payload)
+        result: dict[str, Any] = {}
+        done = threading.Event()
+
+        def post() -> None:
+            try:
+                result["data"] = self._post(payload)
+            except BaseException as exc:  # handed to the caller's thread below
+                result["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=post, name=f"POST {self.url}", daemon=True).start()
+        while not done.wait(_CANCEL_POLL_S):
+            if cancelled():
+                logger.info("request to %s cancelled; its reply will be discarded", self.url)
+                return None
+        if "error" in result:
+            raise result["error"]
+        data: dict[str, Any] = result["data"]
+        return data
 
     def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
         attempts = self.max_retries + 1

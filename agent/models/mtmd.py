@@ -47,25 +47,30 @@ def _log_to_debug(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     logger.debug("mtmd: %s", text.decode("utf-8", errors="replace").rstrip())
 
 
-# ggml_log_level's GGML_LOG_LEVEL_ERROR.
-_GGML_ERROR = 3
+# ggml_log_level in the ggml.h that llama-cpp-python 0.3.36 bundles. llama-cpp-python's own
+# table is older and treats WARN (3) as ERROR.
+_GGML_WARN = 3
+_GGML_ERROR = 4
+_GGML_CONT = 5
 
 
 class _NativeLog:
-    """Whether an abort requested by the caller is in progress, for the llama.cpp log."""
+    """The llama.cpp log state: the level of the last line, and whether a requested abort runs."""
 
+    level = logging.DEBUG
     aborting = False
 
 
 @llama_cpp.llama_log_callback
 def _log_llama(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-    # llama-cpp-python prints llama.cpp's errors to stderr, which garbles the TUI. An
-    # aborted decode logs an error about the KV entries it removes, expected after a cancel.
-    message = text.decode("utf-8", errors="replace").rstrip()
-    if level == _GGML_ERROR and not _NativeLog.aborting:
-        logger.error("llama.cpp: %s", message)
-    else:
-        logger.debug("llama.cpp: %s", message)
+    # llama-cpp-python prints llama.cpp's log to stderr, which garbles the TUI. An aborted
+    # decode warns about the KV entries it removes, which is expected after a cancel.
+    if level != _GGML_CONT:
+        _NativeLog.level = {_GGML_WARN: logging.WARNING, _GGML_ERROR: logging.ERROR}.get(
+            level, logging.DEBUG
+        )
+    level_used = logging.DEBUG if _NativeLog.aborting else _NativeLog.level
+    logger.log(level_used, "llama.cpp: %s", text.decode("utf-8", errors="replace").rstrip())
 
 
 def route_native_logs() -> None:
