@@ -39,7 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        # Building the parser imports every command, which takes a moment: Ctrl+C may come here.
+        parser = build_parser()
+    except KeyboardInterrupt:
+        print("aborted", file=sys.stderr)
+        return EXIT_ABORTED
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:

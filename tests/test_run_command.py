@@ -16,7 +16,7 @@ import pytest
 from agent.actions import LeftClick
 from agent.approval import ApprovalRequest, Verdict
 from agent.cli import EXIT_ABORTED, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, build_parser, main
-from agent.commands.run import ask_on_stdin, build_config, ctrl_c_aborts, exit_code
+from agent.commands.run import ask_on_stdin, build_config, exit_code, signals_abort
 from agent.control import RunControl
 from agent.geometry import ScreenGeometry
 from agent.models.tiny import TinyModelPaths
@@ -58,8 +58,11 @@ def _report_command_ready() -> bool:
 
 
 @pytest.mark.timeout(60)
-def test_ctrl_c_during_model_call(tiny_models: TinyModelPaths, tmp_path: Path) -> None:
-    """SIGINT as the model starts on the first step's prompt cancels it and aborts the run."""
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_signal_during_model_call(
+    tiny_models: TinyModelPaths, tmp_path: Path, number: signal.Signals
+) -> None:
+    """SIGINT or SIGTERM as the model starts on the first step's prompt aborts the run."""
     record = tmp_path / "rec"
     page = tmp_path / "page.html"
     page.write_text("<button>Ok</button>", encoding="utf-8")
@@ -78,7 +81,7 @@ def test_ctrl_c_during_model_call(tiny_models: TinyModelPaths, tmp_path: Path) -
     for line in process.stderr:
         started = started or "run started" in line
         if started and "prompt for" in line:
-            process.send_signal(signal.SIGINT)
+            process.send_signal(number)
             break
     output, errors = process.communicate(timeout=30)
 
@@ -365,7 +368,7 @@ def test_stdin_deny_needs_hint(
 
 
 @pytest.mark.parametrize("answers", [(), ("d",), ("e",)])
-def test_stdin_ctrl_c_aborts(
+def test_stdin_signals_abort(
     monkeypatch: pytest.MonkeyPatch, request_to_approve: ApprovalRequest, answers: tuple[str, ...]
 ) -> None:
     """Ctrl+C at any prompt, the hint and edit prompts included, aborts the run."""
@@ -384,11 +387,11 @@ def test_stdin_ctrl_c_aborts(
 # Runs in a child process, because the second Ctrl+C ends the process.
 _TWO_CTRL_C = """
 import os, signal, time
-from agent.commands.run import ctrl_c_aborts
+from agent.commands.run import signals_abort
 from agent.control import RunControl
 
 control = RunControl()
-with ctrl_c_aborts(control):
+with signals_abort(control):
     os.kill(os.getpid(), signal.SIGINT)
     print("aborted" if control.aborted else "running", flush=True)
     os.kill(os.getpid(), signal.SIGINT)
@@ -416,7 +419,7 @@ def test_second_ctrl_c_exits_at_once() -> None:
 def test_ctrl_c_handler_restored() -> None:
     before = signal.getsignal(signal.SIGINT)
 
-    with ctrl_c_aborts(RunControl()):
+    with signals_abort(RunControl()):
         assert signal.getsignal(signal.SIGINT) is not before
 
     assert signal.getsignal(signal.SIGINT) is before
@@ -564,3 +567,15 @@ def test_model_directory_rejected(
 
     assert code == EXIT_USAGE
     assert f"model file {folder} is a directory" in capsys.readouterr().err
+
+
+def test_dumb_terminal_gets_plain_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.commands import run as run_command
+
+    monkeypatch.setattr("sys.stdin", _Terminal())
+    monkeypatch.setattr("sys.stdout", _Terminal())
+    monkeypatch.setenv("TERM", "xterm-256color")
+    assert run_command._interactive()
+
+    monkeypatch.setenv("TERM", "dumb")
+    assert not run_command._interactive()

@@ -218,14 +218,15 @@ def test_runs_with_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_sigint_aborts_like_ctrl_c() -> None:
-    """SIGINT sent from outside the terminal (kill -INT) aborts the run and exits 130."""
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_signal_aborts_like_ctrl_c(number: signal.Signals) -> None:
+    """SIGINT or SIGTERM sent from outside the terminal aborts the run and exits 130."""
     run = LoopRun([CLICK_SUBMIT, DONE])
     app = AgentApp("fill the form", run)
 
     async def script(pilot: Pilot[int]) -> None:
         await wait_for_request(pilot, 1)
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), number)
         await until(pilot, lambda: app.finished is not None)
 
     drive(app, script)

@@ -308,7 +308,7 @@ def _run_plain(config: RunConfig, policy: str) -> int:
         print_progress(event, redact)
 
     try:
-        with ctrl_c_aborts(control):
+        with signals_abort(control):
             outcome = run_agent(config, hook, control, on_event)
     except (ConfigError, DownloadError, RecordingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -321,16 +321,17 @@ def _run_plain(config: RunConfig, policy: str) -> int:
 
 
 @contextlib.contextmanager
-def ctrl_c_aborts(control: RunControl) -> Iterator[None]:
-    """Make Ctrl+C abort the run through `control` instead of raising KeyboardInterrupt.
+def signals_abort(control: RunControl) -> Iterator[None]:
+    """Make Ctrl+C (SIGINT), SIGTERM and SIGHUP abort the run through `control`.
 
     A KeyboardInterrupt raised while llama.cpp runs lands in one of its Python callbacks,
-    where ctypes drops it. At an approval prompt, Ctrl+C raises as usual. A second Ctrl+C
-    exits at once; the recording keeps every step that finished.
+    where ctypes drops it, so the handler only sets the abort flag. At an approval prompt,
+    Ctrl+C raises KeyboardInterrupt as usual. A second signal exits at once; the recording
+    keeps every step that finished.
     """
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
-        if _prompting.is_set():
+        if signum == signal.SIGINT and _prompting.is_set():
             raise KeyboardInterrupt
         # os.write, not logging: the handler may run in the middle of another write to stderr.
         if control.aborted:
@@ -339,13 +340,16 @@ def ctrl_c_aborts(control: RunControl) -> Iterator[None]:
         os.write(2, _STOPPING_NOTICE)
         control.abort()
 
-    previous = signal.signal(signal.SIGINT, interrupt)
+    previous = {number: signal.signal(number, interrupt) for number in _STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
+# SIGHUP comes when the terminal closes.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _STOPPING_NOTICE = (
     b"\nstopping the run once the current model call or action returns (loading a model and "
     b"encoding a screenshot cannot be interrupted). Press Ctrl+C again to exit at once\n"
@@ -399,7 +403,8 @@ def print_outcome(
 
 
 def _interactive() -> bool:
-    return sys.stdin.isatty() and sys.stdout.isatty()
+    # A dumb terminal cannot show the full-screen TUI, so it gets plain log lines.
+    return sys.stdin.isatty() and sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
 
 
 # Building the configuration.

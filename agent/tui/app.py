@@ -198,19 +198,21 @@ class AgentApp(App[int]):
         self.control.abort()
 
     def _watch_interrupts(self, on: bool) -> None:
-        """Treat SIGINT sent from outside (kill -INT) like Ctrl+C pressed in the app.
+        """Treat SIGINT, SIGTERM and SIGHUP like Ctrl+C pressed in the app.
 
         Ctrl+C typed in the terminal arrives as a key, because the terminal is in raw mode.
+        Handling the signals lets the app restore the terminal and finish the recording.
         """
         loop = asyncio.get_running_loop()
         try:
-            if on:
-                loop.add_signal_handler(signal.SIGINT, self._interrupted)
-            else:
-                loop.remove_signal_handler(signal.SIGINT)
+            for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                if on:
+                    loop.add_signal_handler(number, self._interrupted)
+                else:
+                    loop.remove_signal_handler(number)
         except (RuntimeError, ValueError):
             # Signal handlers can only be set in the main thread.
-            logger.debug("SIGINT is not handled by the app outside the main thread")
+            logger.debug("stop signals are not handled by the app outside the main thread")
 
     def _interrupted(self) -> None:
         if self.finished is None:
