@@ -55,6 +55,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 STEPS = "steps.jsonl"
 SCREENSHOTS = "screenshots"
+# Step fields that hold file names or enum values, left as written when secrets are redacted.
+_KEPT_KEYS = frozenset({"screenshot", "path", "outcome", "decider", "role", "slot", "status"})
 IMAGES = "images"
 
 
@@ -221,7 +223,7 @@ class Recorder:
     def _write_step(self, record: StepRecord) -> None:
         _write_png(record.observation.image, self.directory / screenshot_name(record.step))
         extra_images = _ImageNames(record, self.directory)
-        line = self._secrets.redact_value(step_to_json(record, extra_images.name))
+        line = self._secrets.redact_value(step_to_json(record, extra_images.name), _KEPT_KEYS)
         self._steps_file.write(json.dumps(line, ensure_ascii=False) + "\n")
         self._steps_file.flush()
         os.fsync(self._steps_file.fileno())

@@ -20,6 +20,7 @@ placeholder, and the recorder also passes every string through `Secrets.redact`.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import urllib.parse
 from collections.abc import Mapping
@@ -29,6 +30,8 @@ from agent.actions import Action, Key, Type
 from agent.errors import ConfigError, InvalidReplyError
 from agent.prompts import secret_placeholder
 from executors.base import Observation
+
+logger = logging.getLogger(__name__)
 
 # Observation extras that may hold the focused window's or page's title.
 TITLE_EXTRAS = ("window_title", "title", "wm_class", "app")
@@ -63,6 +66,8 @@ TERMINAL_CHORDS: dict[frozenset[str], str] = {
 
 _PLACEHOLDER = re.compile(r"\{\{secret:([^{}]*)\}\}")
 _SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Secret values shorter than this are likely to appear in ordinary text as well.
+_SHORT_SECRET = 6
 
 
 def window_title(observation: Observation) -> str:
@@ -127,6 +132,13 @@ class Secrets:
                 )
             if not value:
                 raise ConfigError(f"secret {name} is empty; give it a value")
+            if len(value) < _SHORT_SECRET:
+                logger.warning(
+                    "secret %s has only %d characters; every occurrence of that text in prompts, "
+                    "logs and recordings is shown as its placeholder",
+                    name,
+                    len(value),
+                )
         # Longest values first, so a value that contains another is replaced whole.
         # Each value also in the forms it takes inside a URL or a JSON string, because a
         # password typed into a GET form comes back in the page URL.
@@ -184,14 +196,21 @@ class Secrets:
                 text = text.replace(value, secret_placeholder(name))
         return text
 
-    def redact_value(self, value: Any) -> Any:
-        """Redact every string inside a JSON-like value (dicts, lists, strings)."""
+    def redact_value(self, value: Any, keep: frozenset[str] = frozenset()) -> Any:
+        """Redact every string inside a JSON-like value (dicts, lists, strings).
+
+        Values under the keys in `keep` stay as they are: file names and enum values that a
+        short secret such as "step" would otherwise break.
+        """
         if not self._values:
             return value
         if isinstance(value, str):
             return self.redact(value)
         if isinstance(value, dict):
-            return {key: self.redact_value(item) for key, item in value.items()}
+            return {
+                key: item if key in keep else self.redact_value(item, keep)
+                for key, item in value.items()
+            }
         if isinstance(value, list | tuple):
-            return [self.redact_value(item) for item in value]
+            return [self.redact_value(item, keep) for item in value]
         return value

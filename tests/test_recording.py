@@ -138,6 +138,20 @@ def test_secret_never_written(tmp_path: Path) -> None:
     assert manifest["secret_names"] == ["PASSWORD"]
 
 
+def test_short_secret_keeps_file_names(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A secret that is an ordinary word ("step") does not break the screenshot references."""
+    secrets = Secrets({"WORD": "step"})
+    replies = [tool_call(action="type", text="the step"), DONE]
+
+    _record(tmp_path / "rec", replies, secrets=secrets)
+
+    recording = Recording.open(tmp_path / "rec")
+    assert all(step.screenshot.is_file() for step in recording.steps)
+    assert recording.steps[0].raw["action"]["text"] == "the {{secret:WORD}}"
+    assert recording.steps[0].raw["outcome"] == "executed"
+    assert "secret WORD has only 4 characters" in caplog.text
+
+
 def test_existing_recording_rejected(tmp_path: Path) -> None:
     _record(tmp_path / "rec", [DONE])
 
