@@ -88,6 +88,7 @@ def replay_recording(
     writes its own recording to `record_dir`. Raises `RecordingError` when the manifest
     lacks what the replay needs, before anything starts.
     """
+    recording, interrupted_step = _without_interrupted_step(recording)
     manifest = recording.manifest
     settings = _settings(recording)
     # Checked before anything starts, so an invalid executor never launches a browser.
@@ -114,11 +115,12 @@ def replay_recording(
     divergence = checker.divergence or _leftovers(recording, models, outcome)
     unfinished_reason = None
     if divergence is None and checker.stopped_at_end and outcome.status is RunStatus.ABORTED:
-        unfinished_reason = (
-            "its last step line was cut off"
-            if recording.finished
-            else "the original run did not finish"
-        )
+        if interrupted_step is not None:
+            unfinished_reason = f"the original run was aborted during step {interrupted_step}"
+        elif recording.finished:
+            unfinished_reason = "its last step line was cut off"
+        else:
+            unfinished_reason = "the original run did not finish"
     return ReplayResult(
         outcome,
         divergence,
@@ -127,6 +129,30 @@ def replay_recording(
         dict(outcome.evaluation),
         unfinished_reason,
     )
+
+
+def _without_interrupted_step(recording: Recording) -> tuple[Recording, int | None]:
+    """Drop a last step that an abort cut short, and return the number of that step.
+
+    An abort during a model call or an action leaves a step that cannot be replayed: its
+    reply is missing, or its action would now run to the end. The replay then treats the
+    recording as one that ends before that step. A step aborted at its approval replays
+    as it is, because the recorded decision is the abort.
+    """
+    status = (recording.manifest.get("outcome") or {}).get("status")
+    if status != str(RunStatus.ABORTED):
+        return recording, None
+    steps = recording.steps
+    if steps:
+        last = steps[-1]
+        decision = last.decision or {}
+        if last.outcome != str(StepOutcome.ABORTED) or decision.get("verdict") == str(
+            Verdict.ABORT
+        ):
+            return recording, None
+        steps = steps[:-1]
+    unfinished = replace(recording, steps=steps, manifest={**recording.manifest, "outcome": None})
+    return unfinished, len(steps) + 1
 
 
 def _settings(recording: Recording) -> LoopSettings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from agent.actions import LeftClick
 from agent.approval import AlwaysAsk, ApprovalRequest, Decision, Verdict
 from agent.cli import main
 from agent.commands.replay import print_result
+from agent.control import RunControl
 from agent.loop import LoopSettings
 from agent.models.testing import ScriptedModel
 from agent.recording import Recorder, Recording
@@ -209,6 +211,34 @@ def test_unfinished_recording_without_steps(tmp_path: Path) -> None:
     assert result.matched, result.divergence
     assert result.outcome.steps == 0
     assert result.unfinished_reason == "the original run did not finish"
+
+
+def test_abort_during_wait_replays_earlier_steps(tmp_path: Path) -> None:
+    """A run aborted during a wait replays the steps before it, because the wait would now run in full."""
+    control = RunControl()
+    timer = threading.Timer(0.3, control.abort)
+    timer.start()
+    wait = tool_call(action="wait", time=30)
+    directory = _record(tmp_path / "rec", [CLICK, wait, DONE], control=control)
+    assert [step.outcome for step in Recording.open(directory).steps] == ["executed", "aborted"]
+
+    result = _replay(directory, tmp_path)
+
+    assert result.matched, result.divergence
+    assert result.outcome.steps == 1
+    assert result.unfinished_reason == "the original run was aborted during step 2"
+
+
+def test_abort_before_first_step_replays(tmp_path: Path) -> None:
+    control = RunControl()
+    control.abort()
+    directory = _record(tmp_path / "rec", [CLICK, DONE], control=control)
+
+    result = _replay(directory, tmp_path)
+
+    assert result.matched, result.divergence
+    assert result.outcome.steps == 0
+    assert result.unfinished_reason == "the original run was aborted during step 1"
 
 
 def test_unfinished_miniwob_replay_command(

@@ -5,7 +5,8 @@ and the command reports the first step where the replay differs from the recordi
 For MiniWoB++ recordings it also prints the episode's raw reward.
 
 Exit codes: 0 the replay matched the recording (for a recording of a run that did not
-finish, every step it has), 1 it diverged, 2 the recording or an option is invalid.
+finish or was aborted during a step, every step before that), 1 it diverged, 2 the
+recording or an option is invalid, or the executor could not start.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         except (ExecutorError, AgentError) as exc:
             print(f"error: the replay could not start: {exc}", file=sys.stderr)
-            return EXIT_INCOMPLETE
+            return EXIT_USAGE
         print_result(result, keep=args.record is not None)
     return EXIT_OK if result.matched else EXIT_INCOMPLETE
 
