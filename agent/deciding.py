@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agent.actions import FINAL_ACTIONS, Action, describe_action
 from agent.errors import InvalidReplyError
@@ -210,6 +210,14 @@ class Decider:
         reply, seconds = self._ask(attempt, CallRole.PLANNER, ModelSlot.THINKING, request)
         started = self._clock()
         plan = parse_plan(reply.text, thinking_opened=True)
+        if plan.status is PlanStatus.INVALID and reply.finish_reason == "length":
+            # Cut off after its reasoning, before the next step: say so, not "no next step".
+            plan = replace(
+                plan,
+                status=PlanStatus.TRUNCATED,
+                error=f"the reply was cut off at the limit of {request.max_tokens} tokens "
+                'before its "Next step:" line; reason more briefly',
+            )
         if plan.status is PlanStatus.NEXT:
             plan = self._checked_plan(plan)
         self._finish_call(

@@ -531,6 +531,24 @@ def test_invalid_plan_goes_back_to_planner() -> None:
     assert "Next step:" in prompt_text(planner.requests[1])
 
 
+def test_plan_cut_off_at_token_limit() -> None:
+    """A planner reply that hit max_tokens after its reasoning is reported as cut off."""
+    cut_off = ModelReply("</think>The button is at the top, so I will", finish_reason="length")
+    planner = ScriptedModel([cut_off, "</think>Finished: success"], thinking=True)
+    events = EventLog()
+
+    make_loop(
+        ScriptedModel([]),
+        thinking=planner,
+        settings=LoopSettings(mode=Mode.TWO_MODEL),
+        events=events,
+    ).run("t")
+
+    assert "cut off at the limit of" in prompt_text(planner.requests[1])
+    call = _steps(events)[0].record.calls[0]
+    assert call.status == "truncated"
+
+
 def test_escalating_records_deciders() -> None:
     planner = ScriptedModel(
         ["</think>Next step: Click the middle.", "</think>Next step: Press tab."],
