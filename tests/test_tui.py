@@ -236,6 +236,26 @@ def test_signal_aborts_like_ctrl_c(number: signal.Signals) -> None:
 
 
 @pytest.mark.timeout(30)
+def test_small_terminal_shows_action() -> None:
+    """At 40x10 the screenshot and log give way, so the proposed action stays readable."""
+    run = LoopRun([CLICK_SUBMIT, DONE])
+    app = AgentApp("fill the form", run)
+
+    async def main() -> None:
+        async with app.run_test(size=(40, 10)) as pilot:
+            await wait_for_request(pilot, 1)
+            action = app.query_one("#action", Static)
+            assert action.region.height >= 3
+            assert "Click" in str(action.render())
+            assert not app.query_one("#screenshot").display
+            await pilot.press("a")
+            await approve_finish(pilot, 2)
+
+    asyncio.run(main())
+    assert run.recorder.outcome.status is RunStatus.SUCCESS
+
+
+@pytest.mark.timeout(30)
 def test_edit_moves_click_point() -> None:
     run = LoopRun([CLICK_SUBMIT, DONE])
     app = AgentApp("fill the form", run)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -97,6 +97,12 @@ _APPROVAL_ACTIONS = frozenset({"approve", "edit", "skip", "deny", "approve_rest"
 _RUNNING_ACTIONS = frozenset({"pause", "abort"})
 
 
+# Below these sizes the screenshot (and, when short, the log) is hidden, so the proposed
+# action and the keys still fit.
+NARROW_COLUMNS = 70
+SHORT_ROWS = 20
+
+
 class AgentApp(App[int]):
     """Watch and steer one run. The app's return value is the run's exit code."""
 
@@ -114,6 +120,11 @@ class AgentApp(App[int]):
     #reasoning-box { height: 1fr; }
     #reasoning-scroll { height: auto; max-height: 100%; }
     #log { height: 6; border-top: solid $panel; border-title-color: $text-muted; overflow-y: auto; }
+    /* A small terminal keeps the proposed action visible: the screenshot and log go first. */
+    Screen.narrow #screenshot { display: none; }
+    Screen.short #screenshot { display: none; }
+    Screen.short #log { display: none; }
+    Screen.short #task { height: 1; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         # Abort comes early so that a narrow terminal, which cuts the footer, still shows it.
@@ -183,7 +194,16 @@ class AgentApp(App[int]):
             return build_graphics_widget(id="screenshot")
         return ScreenshotCells(id="screenshot")
 
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit_layout(event.size.width, event.size.height)
+
+    def _fit_layout(self, width: int, height: int) -> None:
+        self.screen.set_class(width < NARROW_COLUMNS, "narrow")
+        self.screen.set_class(height < SHORT_ROWS, "short")
+        self.query_one(Footer).compact = width < NARROW_COLUMNS
+
     def on_mount(self) -> None:
+        self._fit_layout(self.size.width, self.size.height)
         self.query_one("#action", Static).border_title = "Proposed action"
         self.query_one("#log", RichLog).border_title = "Log"
         self.set_interval(0.5, self._refresh_status)
