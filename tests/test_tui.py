@@ -372,6 +372,12 @@ def test_pause_blocks_loop() -> None:
         await pilot.press("p")
         assert app.control.paused
         assert app.state is RunState.PAUSED
+        await pilot.pause()
+        shown = {
+            binding.action for _, binding, enabled, _ in app.active_bindings.values() if enabled
+        }
+        assert "resume" in shown
+        assert "pause" not in shown
         await pilot.press("a")
         await pilot.pause(0.3)
         assert run.executor.actions == [], "a paused run must not execute"

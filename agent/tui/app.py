@@ -94,7 +94,7 @@ class LoopEvent(Message):
 
 
 _APPROVAL_ACTIONS = frozenset({"approve", "edit", "skip", "deny", "approve_rest"})
-_RUNNING_ACTIONS = frozenset({"pause", "abort"})
+_RUNNING_ACTIONS = frozenset({"pause", "resume", "abort"})
 
 
 # Below these sizes the screenshot (and, when short, the log) is hidden, so the proposed
@@ -135,6 +135,7 @@ class AgentApp(App[int]):
         Binding("q", "abort", "Abort"),
         Binding("q", "close", "Quit"),
         Binding("p", "pause", "Pause"),
+        Binding("p", "resume", "Resume"),
         Binding("A", "approve_rest", "Approve rest"),
         Binding("r", "toggle_reasoning", "Reasoning"),
         Binding("z", "toggle_zoom", "Zoom"),
@@ -384,7 +385,14 @@ class AgentApp(App[int]):
                 return False
             return True if self.approval.pending is not None else None
         if action in _RUNNING_ACTIONS:
-            return self.finished is None
+            if self.finished is not None:
+                return False
+            # p pauses or resumes; the footer shows the one that applies now.
+            if action == "pause":
+                return not self.control.paused
+            if action == "resume":
+                return self.control.paused
+            return True
         if action == "close":
             return self.finished is not None
         return True
@@ -428,13 +436,18 @@ class AgentApp(App[int]):
 
     def action_pause(self) -> None:
         if self.control.paused:
-            self.control.resume()
-            self._set_state(self._paused_state)
-        else:
-            self.control.pause()
-            self._paused_state = self.state
-            self._set_state(RunState.PAUSED)
-        logger.info("run %s by the person", "paused" if self.control.paused else "resumed")
+            return
+        self.control.pause()
+        self._paused_state = self.state
+        self._set_state(RunState.PAUSED)
+        logger.info("run paused by the person")
+
+    def action_resume(self) -> None:
+        if not self.control.paused:
+            return
+        self.control.resume()
+        self._set_state(self._paused_state)
+        logger.info("run resumed by the person")
 
     def action_toggle_zoom(self) -> None:
         self._zoomed = not self._zoomed
