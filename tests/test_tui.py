@@ -828,6 +828,11 @@ def edit_request(arguments: dict) -> ApprovalRequest:
             '{"action": "wait", "time": 2}',
             {"action": "wait", "time": 2},
         ),
+        (
+            {"action": "left_click"},
+            "1279, 799",
+            {"action": "left_click", "coordinate": [1000, 1000]},
+        ),
     ],
 )
 def test_parse_edit_forms(arguments: dict, typed: str, expected: dict) -> None:
