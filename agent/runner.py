@@ -322,4 +322,5 @@ def _model_files(config: RunConfig, models: Models) -> dict[str, ModelFiles]:
 def _files(model: ChatModel, spec: ModelSpec | None) -> ModelFiles:
     if spec is None:
         return ModelFiles(model.name)
-    return ModelFiles(model.name, spec.model, spec.mmproj)
+    # Absolute, so the manifest names the files wherever the recording is opened from.
+    return ModelFiles(model.name, spec.model.resolve(), spec.mmproj.resolve())

@@ -127,6 +127,7 @@ def test_tiny_model_drives_miniwob(
     assert manifest["executor"]["miniwob_task"] == "click-button"
     assert manifest["models"]["instruct"]["sha256"] == _sha256(tiny_models.instruct)
     assert manifest["models"]["instruct"]["mmproj_sha256"] == _sha256(tiny_models.instruct_mmproj)
+    assert Path(manifest["models"]["instruct"]["path"]).is_absolute()
     assert manifest["screen"]["width"] == 1280
     assert manifest["settings"]["max_steps"] == 3
     assert "raw_reward" in manifest["outcome"]["evaluation"]
