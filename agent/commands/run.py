@@ -332,6 +332,7 @@ def signals_abort(control: RunControl) -> Iterator[None]:
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGINT and _prompting.is_set():
+            control.abort()
             raise KeyboardInterrupt
         # os.write, not logging: the handler may run in the middle of another write to stderr.
         if control.aborted:
