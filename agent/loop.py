@@ -498,6 +498,8 @@ class AgentLoop:
                 assert decision.action is not None
                 draft.action = decision.action
                 draft.point = map_point(decision.action, draft.observation)
+                # The person approved the edit, but the record says what the new action risks.
+                draft.risk = assess_risk(decision.action, draft.observation)
                 logger.info(
                     "step %d: edited by %s to %s",
                     draft.step,

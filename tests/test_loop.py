@@ -447,9 +447,11 @@ def test_secret_hidden_from_approval_and_outcome() -> None:
     )
 
     executor = FakeExecutor(screens(4))
-    outcome = make_loop(ScriptedModel(replies), executor, secrets=secrets, approval=approval).run(
-        "log in"
+    events = EventLog()
+    loop = make_loop(
+        ScriptedModel(replies), executor, secrets=secrets, approval=approval, events=events
     )
+    outcome = loop.run("log in")
 
     assert [request.action for request in seen[:2]] == [
         Type(action="type", text="{{secret:PASSWORD}}")
@@ -460,6 +462,7 @@ def test_secret_hidden_from_approval_and_outcome() -> None:
         Type(action="type", text="hunter2-very-secret!"),
     ]
     assert outcome.answer == "it is {{secret:PASSWORD}}"
+    assert "types the secret PASSWORD" in _steps(events)[1].record.risk
 
 
 def test_unknown_secret_is_invalid() -> None:
