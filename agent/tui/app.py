@@ -22,6 +22,7 @@ from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Collapsible, Footer, RichLog, Static
@@ -367,7 +368,12 @@ class AgentApp(App[int]):
             parts.append("approving the rest (risky steps are still asked)")
         if self.finished is not None:
             parts = [self.finished.message, "press q to quit"]
-        self.query_one("#status", Static).update(Text(" · ".join(parts)))
+        try:
+            status = self.query_one("#status", Static)
+        except NoMatches:
+            # The interval timer can fire once more while the app closes and its widgets go.
+            return
+        status.update(Text(" · ".join(parts)))
 
     def _set_state(self, state: RunState) -> None:
         if state is not self.state:
