@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        # Building the parser imports every command, which takes a moment: Ctrl+C may come here.
+        # Building the parser imports every command, which takes a moment, so Ctrl+C may come here.
         parser = build_parser()
     except KeyboardInterrupt:
         print("aborted", file=sys.stderr)

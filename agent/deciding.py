@@ -211,7 +211,7 @@ class Decider:
         started = self._clock()
         plan = parse_plan(reply.text, thinking_opened=True)
         if plan.status is PlanStatus.INVALID and reply.finish_reason == "length":
-            # Cut off after its reasoning, before the next step: say so, not "no next step".
+            # The reply stopped at max_tokens after its reasoning, so "no next step" would mislead.
             plan = replace(
                 plan,
                 status=PlanStatus.TRUNCATED,

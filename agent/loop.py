@@ -78,6 +78,7 @@ from agent.steps import (
     StepStarted,
     StepState,
     TextGenerated,
+    steps_text,
 )
 from executors.base import ExecutionResult, Executor, Observation
 
@@ -283,7 +284,7 @@ class AgentLoop:
             logger.info(
                 "run finished: %s after %s: %s",
                 final.status,
-                _count(final.steps, "step"),
+                steps_text(final.steps),
                 final.message,
             )
         return final
@@ -326,7 +327,7 @@ class AgentLoop:
             if self._step >= self.settings.max_steps:
                 return self._outcome(
                     RunStatus.STEP_LIMIT,
-                    f"reached the limit of {_count(self.settings.max_steps, 'step')}",
+                    f"reached the limit of {steps_text(self.settings.max_steps)}",
                 )
             self.control.checkpoint()
             try:
@@ -498,7 +499,7 @@ class AgentLoop:
                 assert decision.action is not None
                 draft.action = decision.action
                 draft.point = map_point(decision.action, draft.observation)
-                # The person approved the edit, but the record says what the new action risks.
+                # The record keeps the risk of the action that runs, not of the one it replaced.
                 draft.risk = assess_risk(decision.action, draft.observation)
                 logger.info(
                     "step %d: edited by %s to %s",
@@ -714,8 +715,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
     return value
-
-
-def _count(number: int, noun: str) -> str:
-    """Return "1 step" or "3 steps"."""
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

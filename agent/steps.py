@@ -17,6 +17,11 @@ from agent.models.base import ChatRequest, ModelReply
 from executors.base import ExecutionResult, Observation
 
 
+def steps_text(count: int) -> str:
+    """Return "1 step" or "N steps", for messages about a run's length."""
+    return "1 step" if count == 1 else f"{count} steps"
+
+
 class StepState(enum.StrEnum):
     """The phase of one step. The loop logs each transition once, as `step N state S`."""
 

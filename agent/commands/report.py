@@ -13,6 +13,7 @@ from agent.cli import EXIT_OK
 from agent.commands.arguments import positive_int
 from agent.recording import Recording
 from agent.report import DEFAULT_NAME, MAX_IMAGE_WIDTH, write_report
+from agent.steps import steps_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,6 +47,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     recording = Recording.open(args.recording)
     path = write_report(recording, args.output, max_image_width=args.image_width)
-    count = len(recording.steps)
-    print(f"Wrote the report of {count} {'step' if count == 1 else 'steps'} to {path}")
+    print(f"Wrote the report of {steps_text(len(recording.steps))} to {path}")
     return EXIT_OK

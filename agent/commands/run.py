@@ -47,7 +47,15 @@ from agent.runner import (
     run_agent,
 )
 from agent.safety import Secrets
-from agent.steps import LoopEvent, Mode, RunOutcome, RunStarted, RunStatus, StepFinished
+from agent.steps import (
+    LoopEvent,
+    Mode,
+    RunOutcome,
+    RunStarted,
+    RunStatus,
+    StepFinished,
+    steps_text,
+)
 
 __all__ = ["build_config", "exit_code", "register", "run_agent"]
 
@@ -316,7 +324,7 @@ def _run_plain(config: RunConfig, policy: str) -> int:
     except AgentError as exc:
         print(f"error: the run could not start: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print_outcome(outcome, config.record_dir, redact)
+    print_outcome(outcome, config.record_dir)
     return exit_code(outcome)
 
 
@@ -389,13 +397,11 @@ def exit_code(outcome: RunOutcome) -> int:
     return EXIT_INCOMPLETE
 
 
-def print_outcome(
-    outcome: RunOutcome, record_dir: Path, redact: Callable[[str], str] = str
-) -> None:
-    steps = "1 step" if outcome.steps == 1 else f"{outcome.steps} steps"
-    print(redact(f"Run ended: {outcome.status} after {steps}: {outcome.message}"))
+def print_outcome(outcome: RunOutcome, record_dir: Path) -> None:
+    """Print how the run ended. The loop already shows secrets in the outcome as placeholders."""
+    print(f"Run ended: {outcome.status} after {steps_text(outcome.steps)}: {outcome.message}")
     if outcome.answer is not None:
-        print(redact(f"Answer: {outcome.answer}"))
+        print(f"Answer: {outcome.answer}")
     reward = outcome.evaluation.get("raw_reward", "missing") if outcome.evaluation else "missing"
     if reward != "missing":
         shown = "not finished" if reward is None else f"{reward:g}"

@@ -570,7 +570,7 @@ class InstalledModel:
     quant: str
     gguf: Path
     mmproj: Path
-    # How the files' sizes differ from the catalog's, one line per file; empty when they match.
+    # How the files' sizes differ from the catalog's, one line per file, or empty when they match.
     problems: tuple[str, ...] = ()
 
     @property

@@ -50,7 +50,7 @@ def parse_edit(text: str, request: ApprovalRequest) -> Action:
         return action.model_copy(update={"text": _unescape(text)})
     if isinstance(action, Key):
         return _parse_json(json.dumps({"action": "key", "keys": stripped}))
-    # A click without a coordinate acts at the pointer; a typed point gives it one.
+    # A click without a coordinate acts at the pointer, so a typed point gives it one.
     if action_point(action) is not None or "coordinate" in type(action).model_fields:
         return _move_point(stripped, request)
     raise EditError(

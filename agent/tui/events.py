@@ -25,6 +25,7 @@ from agent.steps import (
     StepFinished,
     StepStarted,
     TextGenerated,
+    steps_text,
 )
 from executors.base import Observation
 
@@ -68,8 +69,7 @@ def apply_event(view: RunView, event: object) -> None:
 
 def summarise(outcome: RunOutcome) -> str:
     """Describe how the run ended in one line for the status bar."""
-    steps = "1 step" if outcome.steps == 1 else f"{outcome.steps} steps"
-    text = f"Run ended: {outcome.status.value.replace('_', ' ')} after {steps}"
+    text = f"Run ended: {outcome.status.value.replace('_', ' ')} after {steps_text(outcome.steps)}"
     if outcome.answer is not None:
         text += f", answer “{outcome.answer}”"
     if outcome.message:
